@@ -1,0 +1,128 @@
+//! The size-bounded in-process backend.
+//!
+//! Built on quick_cache rather than moka: its lookups take a shared lock on
+//! one shard and touch no global structure, so hits cost about a third of
+//! moka's (measured in `benches/`), it supports weights, it is small (no
+//! background threads, few dependencies), and its S3-FIFO eviction keeps
+//! frequently used keys under scans. The region does expiry itself, so
+//! moka's TTL machinery would be unused weight.
+
+use dogpile_core::{Backend, BackendError, Value, ValueKind};
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+type WeighFn = Arc<dyn Fn(&str, &Value) -> u64 + Send + Sync>;
+
+#[derive(Clone)]
+struct KeyValueWeighter(Option<WeighFn>);
+
+impl Weighter<Box<str>, Value> for KeyValueWeighter {
+    fn weight(&self, key: &Box<str>, value: &Value) -> u64 {
+        match &self.0 {
+            None => 1,
+            Some(f) => f(key, value),
+        }
+    }
+}
+
+/// An in-process map that evicts when full, by entry count or by a weight
+/// you compute per entry. Like [`MemoryBackend`](crate::MemoryBackend),
+/// values are stored unencoded.
+///
+/// ```
+/// use dogpile_core::Region;
+/// use dogpile_backends::BoundedMemoryBackend;
+///
+/// let by_count = BoundedMemoryBackend::with_capacity(10_000);
+/// // Weight strings by their length; a total of 64 MiB.
+/// let by_size = BoundedMemoryBackend::with_weigher(64 << 20, |key, value| {
+///     (key.len() + value.downcast_ref::<String>().map_or(64, |s| s.len())) as u64
+/// });
+/// let region = Region::builder("bounded").backend(by_count).build();
+/// assert_eq!(region.get_or_create("k", || 1u8)?, 1);
+/// # let _ = by_size;
+/// # Ok::<(), dogpile_core::Error>(())
+/// ```
+pub struct BoundedMemoryBackend {
+    cache: Cache<Box<str>, Value, KeyValueWeighter>,
+    capacity: u64,
+}
+
+impl BoundedMemoryBackend {
+    /// Holds at most about `entries` entries.
+    pub fn with_capacity(entries: usize) -> Self {
+        let capacity = entries.max(1) as u64;
+        Self { cache: Cache::with_weighter(entries.max(1), capacity, KeyValueWeighter(None)), capacity }
+    }
+
+    /// Holds entries whose weights sum to at most `max_weight`; `weigher`
+    /// gives an entry's weight (a weight above `max_weight` is not stored).
+    pub fn with_weigher(max_weight: u64, weigher: impl Fn(&str, &Value) -> u64 + Send + Sync + 'static) -> Self {
+        let estimated_items = usize::try_from(max_weight.clamp(1, 1 << 20)).unwrap_or(1 << 20);
+        Self {
+            cache: Cache::with_weighter(estimated_items, max_weight.max(1), KeyValueWeighter(Some(Arc::new(weigher)))),
+            capacity: max_weight.max(1),
+        }
+    }
+
+    /// How many entries it holds now.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// The total weight of its entries now (the entry count when unweighted).
+    pub fn weight(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    /// The capacity: entries, or total weight.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+}
+
+impl fmt::Debug for BoundedMemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedMemoryBackend")
+            .field("len", &self.cache.len())
+            .field("weight", &self.cache.weight())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl Backend for BoundedMemoryBackend {
+    fn name(&self) -> &'static str {
+        "bounded_memory"
+    }
+
+    fn value_kind(&self) -> ValueKind {
+        ValueKind::Object
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
+        Ok(self.cache.get(key))
+    }
+
+    fn set(&self, key: &str, value: Value, _ttl: Option<Duration>) -> Result<(), BackendError> {
+        self.cache.insert(key.into(), value);
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), BackendError> {
+        self.cache.remove(key);
+        Ok(())
+    }
+
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+}

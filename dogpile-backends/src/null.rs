@@ -1,0 +1,41 @@
+//! A backend that stores nothing.
+
+use dogpile_core::{Backend, BackendError, Value, ValueKind};
+use std::time::Duration;
+
+/// Stores nothing: every `get_or_create` calls its creator. For tests and
+/// for switching caching off without touching code. Concurrent callers of
+/// one key are still serialized by the region's in-process lock.
+///
+/// ```
+/// use dogpile_core::Region;
+/// use dogpile_backends::NullBackend;
+///
+/// let region = Region::builder("off").backend(NullBackend).build();
+/// assert_eq!(region.get_or_create("k", || 1u8)?, 1);
+/// assert_eq!(region.get_or_create("k", || 2u8)?, 2);
+/// # Ok::<(), dogpile_core::Error>(())
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullBackend;
+
+impl Backend for NullBackend {
+    fn name(&self) -> &'static str {
+        "null"
+    }
+    fn value_kind(&self) -> ValueKind {
+        ValueKind::Object
+    }
+    fn get(&self, _key: &str) -> Result<Option<Value>, BackendError> {
+        Ok(None)
+    }
+    fn set(&self, _key: &str, _value: Value, _ttl: Option<Duration>) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn delete(&self, _key: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,43 @@
+//! The core of [dogpile](https://docs.rs/dogpile): regions, the dogpile
+//! lock, backend traits, the stored-value envelope, codecs and statistics.
+//!
+//! Users depend on the `dogpile` facade crate; backend authors implement
+//! [`Backend`] (and [`AsyncBackend`], [`DistributedLock`]) from here.
+//!
+//! ```
+//! use dogpile_core::{Region, Invalidation};
+//!
+//! let region = Region::builder("example").build(); // no backend: nothing is stored
+//! let n: u64 = region.get_or_create("answer", || 42)?;
+//! assert_eq!(n, 42);
+//! region.invalidate(Invalidation::Hard);
+//! # Ok::<(), dogpile_core::Error>(())
+//! ```
+
+mod backend;
+mod builder;
+mod clock;
+mod codec;
+mod create;
+mod decision;
+mod dist;
+mod envelope;
+mod error;
+mod lock;
+mod options;
+mod region;
+mod runner;
+mod stats;
+mod value;
+
+pub use backend::{AsyncBackend, AsyncDistributedLock, Backend, BoxFuture, DistributedLock, LockToken};
+pub use builder::{KeyMangler, NoBackendYet, RegionBuilder};
+pub use clock::{Clock, MockClock, SystemClock};
+pub use codec::Codec;
+pub use envelope::FORMAT_VERSION;
+pub use error::{BackendError, Error, TryCreateError};
+pub use options::{CreateOptions, Expiration, Invalidation};
+pub use region::{CacheValue, Entry, Region};
+pub use runner::{Job, Runner, ThreadRunner};
+pub use stats::Stats;
+pub use value::{Meta, Value, ValueKind};

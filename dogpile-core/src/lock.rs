@@ -1,0 +1,283 @@
+//! The in-process creation lock, one per key, with a registry that holds an
+//! entry only while some caller uses the key.
+//!
+//! A caller takes a [`KeyHandle`] for its key, then either wins the lock
+//! ([`KeyHandle::try_lock`]) or waits until the holder lets go
+//! ([`KeyHandle::wait_released`] or its async twin) and looks at the cache
+//! again. Releasing wakes every waiter at once: when the value has landed
+//! they all read it in parallel instead of taking the lock one by one; when
+//! the creator failed, they race for the lock again and one of them creates.
+//!
+//! The guard releases on drop, so a creator that panics or a creating future
+//! that is dropped frees the key.
+
+#[cfg(loom)]
+use loom::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+#[cfg(not(loom))]
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+
+use event_listener::{Event, Listener};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+const SHARDS: usize = 32;
+
+type Shard = Mutex<HashMap<Box<str>, Arc<KeyLock>>>;
+
+/// Every key's lock in one region.
+pub(crate) struct KeyLocks {
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+}
+
+struct KeyLock {
+    locked: AtomicBool,
+    released: Event,
+}
+
+impl KeyLocks {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), hasher: RandomState::new() })
+    }
+
+    fn shard(&self, key: &str) -> usize {
+        (self.hasher.hash_one(key) as usize) % SHARDS
+    }
+
+    /// A handle on `key`'s lock; the registry keeps the entry while handles
+    /// exist.
+    pub(crate) fn handle(self: &Arc<Self>, key: &str) -> KeyHandle {
+        let shard = self.shard(key);
+        let lock = {
+            let mut map = lock_shard(&self.shards[shard]);
+            match map.get(key) {
+                Some(l) => l.clone(),
+                None => {
+                    let l = Arc::new(KeyLock { locked: AtomicBool::new(false), released: Event::new() });
+                    map.insert(key.into(), l.clone());
+                    l
+                }
+            }
+        };
+        KeyHandle { locks: self.clone(), shard, key: key.into(), lock: Some(lock) }
+    }
+
+    /// How many keys currently have an entry (for tests of the bound).
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock_shard(s).len()).sum()
+    }
+
+    /// Whether some caller holds `key`'s lock right now.
+    pub(crate) fn is_locked(&self, key: &str) -> bool {
+        let map = lock_shard(&self.shards[self.shard(key)]);
+        map.get(key).is_some_and(|l| l.locked.load(Ordering::SeqCst))
+    }
+}
+
+fn lock_shard(shard: &Shard) -> impl std::ops::DerefMut<Target = HashMap<Box<str>, Arc<KeyLock>>> + '_ {
+    // The map is never left half-updated by a panic (no user code runs under
+    // it), so a poisoned shard is still consistent.
+    shard.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One caller's interest in one key's lock.
+pub(crate) struct KeyHandle {
+    locks: Arc<KeyLocks>,
+    shard: usize,
+    key: Box<str>,
+    lock: Option<Arc<KeyLock>>,
+}
+
+impl KeyHandle {
+    fn lock(&self) -> &KeyLock {
+        self.lock.as_deref().expect("present until drop")
+    }
+
+    /// Takes the lock if it is free; gives the handle back if not.
+    pub(crate) fn try_lock(self) -> Result<KeyGuard, KeyHandle> {
+        if self.lock().locked.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            Ok(KeyGuard { handle: self })
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Blocks until the lock is not held (it may be taken again at once).
+    pub(crate) fn wait_released(&self) {
+        let lock = self.lock();
+        loop {
+            if !lock.locked.load(Ordering::SeqCst) {
+                return;
+            }
+            let listener = lock.released.listen();
+            // Checked again after registering, so a release between the first
+            // check and `listen` is not lost.
+            if !lock.locked.load(Ordering::SeqCst) {
+                return;
+            }
+            listener.wait();
+        }
+    }
+
+    /// Waits until the lock is not held, without blocking the thread.
+    pub(crate) async fn wait_released_async(&self) {
+        let lock = self.lock();
+        loop {
+            if !lock.locked.load(Ordering::SeqCst) {
+                return;
+            }
+            let listener = lock.released.listen();
+            if !lock.locked.load(Ordering::SeqCst) {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl Drop for KeyHandle {
+    fn drop(&mut self) {
+        let mut map = lock_shard(&self.locks.shards[self.shard]);
+        let lock = self.lock.take().expect("dropped once");
+        // Handles are only made and dropped under the shard's mutex, so the
+        // count is stable here: the map's reference plus ours means we are
+        // the last user.
+        if Arc::strong_count(&lock) == 2 {
+            map.remove(&*self.key);
+        }
+        drop(lock);
+    }
+}
+
+/// Proof of holding a key's lock; releases it and wakes all waiters on drop.
+pub(crate) struct KeyGuard {
+    handle: KeyHandle,
+}
+
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        let lock = self.handle.lock();
+        lock.locked.store(false, Ordering::SeqCst);
+        lock.released.notify(usize::MAX);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn try_lock_excludes_and_release_frees() {
+        let locks = KeyLocks::new();
+        let g = locks.handle("a").try_lock().ok().unwrap();
+        assert!(locks.is_locked("a"));
+        assert!(locks.handle("a").try_lock().is_err());
+        assert!(locks.handle("b").try_lock().is_ok());
+        drop(g);
+        assert!(!locks.is_locked("a"));
+        assert!(locks.handle("a").try_lock().is_ok());
+    }
+
+    #[test]
+    fn entries_go_when_unused() {
+        let locks = KeyLocks::new();
+        {
+            let _g = locks.handle("a").try_lock().ok().unwrap();
+            let _h = locks.handle("a");
+            let _h2 = locks.handle("b");
+            assert_eq!(locks.len(), 2);
+        }
+        assert_eq!(locks.len(), 0);
+    }
+
+    #[test]
+    fn many_threads_few_names_never_hold_one_name_twice() {
+        let locks = KeyLocks::new();
+        let holders: Arc<Vec<AtomicUsize>> = Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let locks = locks.clone();
+                let holders = holders.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        let name = (t + i) % 3;
+                        let mut h = locks.handle(&name.to_string());
+                        let guard = loop {
+                            match h.try_lock() {
+                                Ok(g) => break g,
+                                Err(back) => {
+                                    back.wait_released();
+                                    h = back;
+                                }
+                            }
+                        };
+                        assert_eq!(holders[name].fetch_add(1, Ordering::SeqCst), 0, "two holders of one name");
+                        std::hint::spin_loop();
+                        holders[name].fetch_sub(1, Ordering::SeqCst);
+                        drop(guard);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(locks.len(), 0, "registry must be empty when nobody uses it");
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicUsize;
+
+    /// Of three threads on one missing key, exactly one creates, and every
+    /// waiter is woken (loom reports a deadlock if a wake-up is lost).
+    #[test]
+    fn single_creator_no_lost_wakeup() {
+        loom::model(|| {
+            let locks = KeyLocks::new();
+            let created = Arc::new(AtomicBool::new(false));
+            let creations = Arc::new(AtomicUsize::new(0));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let (locks, created, creations) = (locks.clone(), created.clone(), creations.clone());
+                    loom::thread::spawn(move || caller(&locks, &created, &creations))
+                })
+                .collect();
+            caller(&locks, &created, &creations);
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(creations.load(Ordering::SeqCst), 1);
+            assert_eq!(locks.len(), 0);
+        });
+    }
+
+    fn caller(locks: &Arc<KeyLocks>, created: &AtomicBool, creations: &AtomicUsize) {
+        loop {
+            if created.load(Ordering::SeqCst) {
+                return;
+            }
+            match locks.handle("k").try_lock() {
+                Ok(guard) => {
+                    // Read again under the lock: another caller may have created.
+                    if !created.load(Ordering::SeqCst) {
+                        creations.fetch_add(1, Ordering::SeqCst);
+                        created.store(true, Ordering::SeqCst);
+                    }
+                    drop(guard);
+                    return;
+                }
+                Err(handle) => handle.wait_released(),
+            }
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The region: a named cache with a backend, an expiration and a lock per
+//! key. This file holds the plain reads and writes; the dogpile lock's
+//! creation paths are in `create.rs` (blocking), `create_async.rs` and
+//! `multi.rs`.
+
+use crate::backend::Backend;
+use crate::builder::{KeyMangler, RegionBuilder};
+use crate::clock::{RegionClock, duration_nanos, from_nanos};
+use crate::codec::Codec;
+use crate::decision::Found;
+use crate::envelope;
+use crate::error::{BackendError, Error};
+use crate::lock::KeyLocks;
+use crate::options::{Expiration, Invalidation};
+use crate::runner::Runner;
+use crate::stats::{Counter, Stats, StatsCells};
+use crate::value::{Meta, Value, ValueKind};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// What a region can store: cloneable, shareable between threads, and
+/// serializable (so the same code works on in-process and shared backends).
+pub trait CacheValue: Clone + Send + Sync + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> CacheValue for T {}
+
+/// A named cache: a backend, an expiration time, and the dogpile lock.
+///
+/// Cloning is cheap (an `Arc`); clones share everything.
+#[derive(Clone)]
+pub struct Region {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) expiration: Expiration,
+    pub(crate) clock: RegionClock,
+    pub(crate) codec: Codec,
+    pub(crate) locks: Arc<KeyLocks>,
+    pub(crate) stats: StatsCells,
+    /// Nanoseconds of the last invalidation with its low bit set for soft;
+    /// 0 when never invalidated.
+    pub(crate) invalidated: AtomicU64,
+    pub(crate) key_mangler: Option<KeyMangler>,
+    pub(crate) runner: Arc<dyn Runner>,
+    pub(crate) early_refresh: Option<f64>,
+    pub(crate) stale_if_error: bool,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) storage_grace: Option<Duration>,
+}
+
+/// A value read with its metadata ([`Region::get_entry`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry<T> {
+    /// The value.
+    pub value: T,
+    /// When it was created (by the region's clock).
+    pub created: SystemTime,
+    /// How old it is now (by the region's clock).
+    pub age: Duration,
+    /// Whether it is past its expiration or soft-invalidated.
+    pub expired: bool,
+}
+
+/// The outcome of one read of one key.
+pub(crate) enum Lookup<T> {
+    Fresh(T),
+    /// Usable but expired (or picked for early refresh).
+    Expired(T),
+    Absent,
+}
+
+impl<T> Lookup<T> {
+    pub(crate) fn found(&self) -> Found {
+        match self {
+            Lookup::Fresh(_) => Found::Fresh,
+            Lookup::Expired(_) => Found::Expired,
+            Lookup::Absent => Found::Absent,
+        }
+    }
+}
+
+impl Region {
+    /// Starts configuring a region named `name`.
+    pub fn builder(name: impl Into<String>) -> RegionBuilder {
+        RegionBuilder::new(name)
+    }
+
+    /// The region's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The region's default expiration.
+    pub fn expiration(&self) -> Expiration {
+        self.inner.expiration
+    }
+
+    /// The backend's name (`"memory"`, `"redis"`...).
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend.name()
+    }
+
+    /// A snapshot of the region's counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Reads a fresh value: `None` if absent, expired, invalidated, or not
+    /// decodable as `T`.
+    pub fn get<T: CacheValue>(&self, key: &str) -> Result<Option<T>, Error> {
+        let skey = self.storage_key(key);
+        match self.lookup::<T>(&skey, self.inner.expiration, false)? {
+            Lookup::Fresh(v) => {
+                self.count(Counter::Hits);
+                Ok(Some(v))
+            }
+            Lookup::Expired(_) | Lookup::Absent => {
+                self.count(Counter::Misses);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reads a value with its metadata, expired or not (hard-invalidated
+    /// values are `None`).
+    pub fn get_entry<T: CacheValue>(&self, key: &str) -> Result<Option<Entry<T>>, Error> {
+        let skey = self.storage_key(key);
+        let now = self.inner.clock.now();
+        let mut out = None;
+        let mut failure = None;
+        self.peek(&skey, &mut |value| match self.decode::<T>(&skey, value) {
+            Ok(Some((v, meta))) => {
+                let found = self.judge(&meta, now, self.inner.expiration, false);
+                if found != Found::Absent {
+                    out = Some(Entry {
+                        value: v,
+                        created: from_nanos(meta.created_nanos),
+                        age: Duration::from_nanos(now.saturating_sub(meta.created_nanos)),
+                        expired: found == Found::Expired,
+                    });
+                }
+            }
+            Ok(None) => {}
+            Err(e) => failure = Some(e),
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Stores `value` under `key`, created now.
+    pub fn set<T: CacheValue>(&self, key: &str, value: T) -> Result<(), Error> {
+        let skey = self.storage_key(key);
+        let meta = Meta { created_nanos: self.inner.clock.now(), creation_nanos: 0 };
+        let stored = self.encode(&skey, &value, meta)?;
+        let ttl = self.storage_ttl(self.inner.expiration);
+        self.backend_call(self.inner.backend.set(&skey, stored, ttl))
+    }
+
+    /// Deletes `key`; deleting a missing key is not an error.
+    pub fn delete(&self, key: &str) -> Result<(), Error> {
+        let skey = self.storage_key(key);
+        self.backend_call(self.inner.backend.delete(&skey))
+    }
+
+    /// Invalidates every value created before now, in this region object and
+    /// its clones. [`Invalidation::Hard`]: they are misses;
+    /// [`Invalidation::Soft`]: they count as expired. The last call decides.
+    pub fn invalidate(&self, how: Invalidation) {
+        let now = self.inner.clock.now().max(2);
+        let packed = match how {
+            Invalidation::Hard => now & !1,
+            Invalidation::Soft => now | 1,
+        };
+        self.inner.invalidated.store(packed, Ordering::Release);
+    }
+
+    /// Whether some caller in this process holds `key`'s creation lock now
+    /// (the key mangler applies, as for every other call).
+    pub fn is_locked(&self, key: &str) -> bool {
+        self.inner.locks.is_locked(&self.storage_key(key))
+    }
+
+    /// How many keys have lock bookkeeping right now (entries exist only
+    /// while some caller uses the key).
+    pub fn lock_entries(&self) -> usize {
+        self.inner.locks.len()
+    }
+
+    // ----- internals shared by the creation paths -----
+
+    pub(crate) fn storage_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        match &self.inner.key_mangler {
+            None => Cow::Borrowed(key),
+            Some(m) => Cow::Owned(m(key)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn count(&self, c: Counter) {
+        self.inner.stats.incr(c);
+    }
+
+    pub(crate) fn backend_call<R>(&self, r: Result<R, BackendError>) -> Result<R, Error> {
+        r.map_err(|e| {
+            self.count(Counter::BackendErrors);
+            tracing::warn!(region = %self.inner.name, error = %e, "cache backend call failed");
+            Error::Backend(e)
+        })
+    }
+
+    fn peek(&self, skey: &str, f: &mut dyn FnMut(&Value)) -> Result<bool, Error> {
+        let r = self.inner.backend.peek(skey, f);
+        self.backend_call(r)
+    }
+
+    /// Reads and judges one key.
+    #[inline]
+    pub(crate) fn lookup<T: CacheValue>(&self, skey: &str, exp: Expiration, early: bool) -> Result<Lookup<T>, Error> {
+        let mut out = Lookup::Absent;
+        let mut failure = None;
+        let now = self.inner.clock.now();
+        self.peek(skey, &mut |value| match self.decode::<T>(skey, value) {
+            Ok(Some((v, meta))) => {
+                out = match self.judge(&meta, now, exp, early) {
+                    Found::Fresh => Lookup::Fresh(v),
+                    Found::Expired => Lookup::Expired(v),
+                    Found::Absent => Lookup::Absent,
+                }
+            }
+            Ok(None) => {}
+            Err(e) => failure = Some(e),
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Judges a stored value by the region's rules, or `None` if unusable.
+    pub(crate) fn judge_value<T: CacheValue>(
+        &self,
+        skey: &str,
+        value: &Value,
+        exp: Expiration,
+        early: bool,
+    ) -> Lookup<T> {
+        let now = self.inner.clock.now();
+        match self.decode::<T>(skey, value) {
+            Ok(Some((v, meta))) => match self.judge(&meta, now, exp, early) {
+                Found::Fresh => Lookup::Fresh(v),
+                Found::Expired => Lookup::Expired(v),
+                Found::Absent => Lookup::Absent,
+            },
+            _ => Lookup::Absent,
+        }
+    }
+
+    /// Freshness by creation time, expiration and invalidation.
+    #[inline]
+    pub(crate) fn judge(&self, meta: &Meta, now: u64, exp: Expiration, early: bool) -> Found {
+        let inv = self.inner.invalidated.load(Ordering::Acquire);
+        if inv != 0 && meta.created_nanos < (inv & !1) {
+            return if inv & 1 == 1 { Found::Expired } else { Found::Absent };
+        }
+        let Expiration::After(d) = exp else {
+            return Found::Fresh;
+        };
+        let d = duration_nanos(d);
+        let age = now.saturating_sub(meta.created_nanos);
+        if d == 0 || age > d {
+            return Found::Expired;
+        }
+        if early && let Some(beta) = self.inner.early_refresh {
+            // XFetch: refresh when creation_time * beta * -ln(U) reaches the
+            // time left, U uniform in (0, 1].
+            let left = (d - age) as f64;
+            let u = 1.0 - fastrand::f64();
+            if meta.creation_nanos as f64 * beta * -u.ln() >= left {
+                return Found::Expired;
+            }
+        }
+        Found::Fresh
+    }
+
+    /// Turns a stored value into `T` and its metadata. Undecodable bytes or a
+    /// value of another type are a miss (`Ok(None)`), counted and logged.
+    #[inline]
+    fn decode<T: CacheValue>(&self, skey: &str, value: &Value) -> Result<Option<(T, Meta)>, Error> {
+        match value {
+            Value::Object { meta, object } => match object.downcast_ref::<T>() {
+                Some(v) => Ok(Some((v.clone(), *meta))),
+                None => {
+                    self.decode_failure(skey, &format!("stored value is not a {}", std::any::type_name::<T>()));
+                    Ok(None)
+                }
+            },
+            Value::Bytes(bytes) => {
+                let decoded = envelope::decode(bytes)
+                    .and_then(|(meta, codec, payload)| codec.decode::<T>(payload).map(|v| (v, meta)));
+                match decoded {
+                    Ok(pair) => Ok(Some(pair)),
+                    Err(reason) => {
+                        self.decode_failure(skey, &reason);
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
+    #[cold]
+    fn decode_failure(&self, skey: &str, reason: &str) {
+        self.count(Counter::DecodeFailures);
+        tracing::warn!(region = %self.inner.name, key = %skey, reason, "cached value could not be decoded; treated as a miss");
+    }
+
+    /// Wraps `value` for the backend.
+    pub(crate) fn encode<T: CacheValue>(&self, skey: &str, value: &T, meta: Meta) -> Result<Value, Error> {
+        match self.inner.backend.value_kind() {
+            ValueKind::Object => Ok(Value::Object { meta, object: Arc::new(value.clone()) }),
+            ValueKind::Bytes => envelope::encode(meta, self.inner.codec, value)
+                .map(Value::Bytes)
+                .map_err(|message| Error::Encode { key: skey.to_owned(), message }),
+        }
+    }
+
+    /// The backend TTL for a value with this expiration: longer than the
+    /// expiration so stale values stay available.
+    pub(crate) fn storage_ttl(&self, exp: Expiration) -> Option<Duration> {
+        match exp {
+            Expiration::Never => None,
+            Expiration::After(d) => {
+                let grace = self.inner.storage_grace.unwrap_or_else(|| d.max(Duration::from_secs(60)));
+                Some(d.saturating_add(grace))
+            }
+        }
+    }
+
+    /// Stores a created value; a failure is logged and counted but not
+    /// returned (the caller still gets its value).
+    pub(crate) fn store_created<T: CacheValue>(&self, skey: &str, value: &T, meta: Meta, exp: Expiration) {
+        let stored = match self.encode(skey, value, meta) {
+            Ok(s) => s,
+            Err(e) => {
+                self.count(Counter::BackendErrors);
+                tracing::warn!(region = %self.inner.name, key = %skey, error = %e, "created value not stored");
+                return;
+            }
+        };
+        let _ = self.backend_call(self.inner.backend.set(skey, stored, self.storage_ttl(exp)));
+    }
+}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region")
+            .field("name", &self.inner.name)
+            .field("backend", &self.inner.backend)
+            .field("expiration", &self.inner.expiration)
+            .field("codec", &self.inner.codec)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,127 @@
+//! Per-region counters, sharded so that hits on two cores never write the
+//! same cache line.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// A snapshot of a region's counters since it was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Fresh values returned.
+    pub hits: u64,
+    /// Lookups that found no usable value (absent, hard-invalidated,
+    /// undecodable).
+    pub misses: u64,
+    /// Expired values returned because another caller held the lock (or
+    /// regeneration ran in the background, or failed with stale-if-error).
+    pub stale_served: u64,
+    /// Creator calls that returned a value.
+    pub creations: u64,
+    /// Creator calls that returned an error or panicked.
+    pub creation_errors: u64,
+    /// Backend calls that failed.
+    pub backend_errors: u64,
+    /// Stored values that could not be decoded (or had another type); each
+    /// also counts as a miss.
+    pub decode_failures: u64,
+    /// Times a caller had to wait for another caller's creation.
+    pub lock_waits: u64,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Counter {
+    Hits = 0,
+    Misses,
+    StaleServed,
+    Creations,
+    CreationErrors,
+    BackendErrors,
+    DecodeFailures,
+    LockWaits,
+}
+
+const COUNTERS: usize = 8;
+const SHARDS: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard([AtomicU64; COUNTERS]);
+
+/// The live counters of one region.
+pub(crate) struct StatsCells {
+    shards: Box<[Shard]>,
+}
+
+impl Default for StatsCells {
+    fn default() -> Self {
+        Self { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
+    }
+}
+
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.with(|i| *i)
+}
+
+impl StatsCells {
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.shards[shard_index()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn incr(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let sum = |c: Counter| self.shards.iter().map(|s| s.0[c as usize].load(Ordering::Relaxed)).sum();
+        Stats {
+            hits: sum(Counter::Hits),
+            misses: sum(Counter::Misses),
+            stale_served: sum(Counter::StaleServed),
+            creations: sum(Counter::Creations),
+            creation_errors: sum(Counter::CreationErrors),
+            backend_errors: sum(Counter::BackendErrors),
+            decode_failures: sum(Counter::DecodeFailures),
+            lock_waits: sum(Counter::LockWaits),
+        }
+    }
+}
+
+impl std::fmt::Debug for StatsCells {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.snapshot().fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_across_threads() {
+        let cells = std::sync::Arc::new(StatsCells::default());
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let cells = cells.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        cells.incr(Counter::Hits);
+                    }
+                    cells.add(Counter::LockWaits, 2);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let s = cells.snapshot();
+        assert_eq!(s.hits, 8000);
+        assert_eq!(s.lock_waits, 16);
+        assert_eq!(s.misses, 0);
+    }
+}
