@@ -1,6 +1,46 @@
-//! dogpile facade (filled in below).
-pub use dogpile_core::*;
-/// Storage backends.
+//! A cache built around the **dogpile lock**: when a cached value expires,
+//! exactly one caller regenerates it while every other caller keeps getting
+//! the old value at once; when there is no value, exactly one caller creates
+//! it and the rest wait for that result.
+//!
+//! ```
+//! use std::time::Duration;
+//! use dogpile::{Region, Invalidation, backends::MemoryBackend};
+//!
+//! let region = Region::builder("users")
+//!     .backend(MemoryBackend::new())
+//!     .expiration(Duration::from_secs(60))
+//!     .build();
+//!
+//! let name: String = region.get_or_create("user:7", || "Ada".to_string())?;
+//! assert_eq!(name, "Ada");
+//! // Cached: the creator is not called again.
+//! let again: String = region.get_or_create("user:7", || unreachable!())?;
+//! assert_eq!(again, "Ada");
+//!
+//! region.invalidate(Invalidation::Hard);
+//! let fresh: String = region.get_or_create("user:7", || "Ada L.".to_string())?;
+//! assert_eq!(fresh, "Ada L.");
+//! assert_eq!(region.stats().creations, 2);
+//! # Ok::<(), dogpile::Error>(())
+//! ```
+//!
+//! The semantics, per key:
+//!
+//! | stored value | what a caller does |
+//! |---|---|
+//! | fresh | returns it; no lock is touched |
+//! | expired, lock free | takes the lock, regenerates, stores, returns the new value |
+//! | expired, lock held | returns the stale value immediately |
+//! | absent | waits for the lock; after getting it reads again, creates only if still missing |
+
+pub use dogpile_core::{
+    AsyncBackend, AsyncDistributedLock, Backend, BackendError, BoxFuture, CacheValue, Clock, Codec, CreateOptions,
+    DistributedLock, Entry, Error, Expiration, FORMAT_VERSION, Invalidation, Job, KeyMangler, LockToken, Meta,
+    MockClock, Region, RegionBuilder, Runner, Stats, SystemClock, ThreadRunner, TryCreateError, Value, ValueKind,
+};
+
+/// Storage backends, one per module of `dogpile-backends`.
 pub mod backends {
     pub use dogpile_backends::*;
 }

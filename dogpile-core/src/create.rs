@@ -16,6 +16,14 @@ pub(crate) struct Held {
     pub(crate) _dist: Option<DistGuard>,
 }
 
+/// The end of [`Region::wait_distributed`].
+pub(crate) enum DistWait<T> {
+    /// We hold the distributed lock (or the backend has none).
+    Locked(Option<DistGuard>),
+    /// Another process's value is there to return.
+    Landed(T),
+}
+
 /// Counts a creator that unwinds as a creation error.
 pub(crate) struct PanicCounter<'a>(pub(crate) &'a Region);
 
@@ -201,34 +209,65 @@ impl Region {
                         Lookup::Expired(v) => Some(v),
                         Lookup::Absent => None,
                     };
-                    let mut attempt = 0;
-                    let dist = loop {
-                        match self.try_distributed(&skey)? {
-                            DistOutcome::NotNeeded => break None,
-                            DistOutcome::Acquired(g) => break Some(g),
-                            DistOutcome::Held => {
-                                // Another process creates: poll until its
-                                // value lands or its lock goes.
-                                if attempt == 0 {
-                                    self.count(Counter::LockWaits);
-                                }
-                                std::thread::sleep(self.dist_backoff(attempt));
-                                attempt += 1;
-                                match self.lookup::<T>(&skey, exp, false)? {
-                                    Lookup::Fresh(v) => {
-                                        self.count(Counter::Hits);
-                                        return Ok(v);
-                                    }
-                                    Lookup::Expired(v) if stale.is_none() => {
-                                        self.count(Counter::StaleServed);
-                                        return Ok(v);
-                                    }
-                                    _ => {}
-                                }
-                            }
-                        }
+                    let dist = match self.wait_distributed::<T>(&skey, exp, stale.is_some())? {
+                        DistWait::Locked(dist) => dist,
+                        DistWait::Landed(v) => return Ok(v),
                     };
                     return self.regenerate(&skey, exp, opts, creator, stale, Held { _local: local, _dist: dist });
+                }
+            }
+        }
+    }
+
+    /// With the in-process lock held, takes the backend's distributed lock,
+    /// polling with back-off while another process holds it, until either we
+    /// get it or that process's value lands.
+    pub(crate) fn wait_distributed<T: CacheValue>(
+        &self,
+        skey: &str,
+        exp: Expiration,
+        mut have_stale: bool,
+    ) -> Result<DistWait<T>, Error> {
+        let mut attempt = 0;
+        loop {
+            match self.try_distributed(skey)? {
+                DistOutcome::NotNeeded => return Ok(DistWait::Locked(None)),
+                DistOutcome::Acquired(g) => return Ok(DistWait::Locked(Some(g))),
+                DistOutcome::Held if have_stale => {
+                    // An expired value exists and another process regenerates
+                    // it: nothing to wait for.
+                    return match self.lookup::<T>(skey, exp, false)? {
+                        Lookup::Fresh(v) => {
+                            self.count(Counter::Hits);
+                            Ok(DistWait::Landed(v))
+                        }
+                        Lookup::Expired(v) => {
+                            self.count(Counter::StaleServed);
+                            Ok(DistWait::Landed(v))
+                        }
+                        Lookup::Absent => {
+                            have_stale = false;
+                            continue;
+                        }
+                    };
+                }
+                DistOutcome::Held => {
+                    if attempt == 0 {
+                        self.count(Counter::LockWaits);
+                    }
+                    std::thread::sleep(self.dist_backoff(attempt));
+                    attempt += 1;
+                    match self.lookup::<T>(skey, exp, false)? {
+                        Lookup::Fresh(v) => {
+                            self.count(Counter::Hits);
+                            return Ok(DistWait::Landed(v));
+                        }
+                        Lookup::Expired(v) => {
+                            self.count(Counter::StaleServed);
+                            return Ok(DistWait::Landed(v));
+                        }
+                        Lookup::Absent => {}
+                    }
                 }
             }
         }

@@ -24,6 +24,7 @@ mod dist;
 mod envelope;
 mod error;
 mod lock;
+mod multi;
 mod options;
 mod region;
 mod runner;

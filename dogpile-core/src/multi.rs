@@ -1,0 +1,237 @@
+//! Several keys at once: plain multi reads and writes, and multi-key
+//! creation under the dogpile lock.
+//!
+//! Multi-key creation takes the keys' locks in sorted order (so two
+//! multi-key callers cannot deadlock) and re-reads every key it had to wait
+//! for, so a key created by a concurrent caller is not created again: each
+//! missing key is created once however many multi-key callers ask for it.
+
+use crate::create::{DistWait, Held, PanicCounter};
+use crate::dist::DistOutcome;
+use crate::error::Error;
+use crate::options::CreateOptions;
+use crate::region::{CacheValue, Lookup, Region};
+use crate::stats::Counter;
+use crate::value::Meta;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// One key that this caller will create, with its locks.
+struct Claim<'k, T> {
+    key: &'k str,
+    skey: Cow<'k, str>,
+    _held: Held,
+    _value: std::marker::PhantomData<T>,
+}
+
+impl Region {
+    /// Reads fresh values for several keys; `None` in the slots of keys that
+    /// are absent, expired or undecodable.
+    pub fn get_multi<T: CacheValue, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>, Error> {
+        let skeys: Vec<Cow<'_, str>> = keys.iter().map(|k| self.storage_key(k.as_ref())).collect();
+        let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
+        let values = self.backend_call(self.inner.backend.get_multi(&refs))?;
+        Ok(values
+            .into_iter()
+            .zip(&refs)
+            .map(|(v, skey)| match v.map(|v| self.judge_value::<T>(skey, &v, self.inner.expiration, false)) {
+                Some(Lookup::Fresh(v)) => {
+                    self.count(Counter::Hits);
+                    Some(v)
+                }
+                _ => {
+                    self.count(Counter::Misses);
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Stores several values, all created now.
+    pub fn set_multi<T: CacheValue, K: AsRef<str>>(&self, items: impl IntoIterator<Item = (K, T)>) -> Result<(), Error> {
+        let meta = Meta { created_nanos: self.inner.clock.now(), creation_nanos: 0 };
+        let mut encoded = Vec::new();
+        for (k, v) in items {
+            let skey = self.storage_key(k.as_ref()).into_owned();
+            let value = self.encode(&skey, &v, meta)?;
+            encoded.push((skey, value));
+        }
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        let batch = encoded.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        self.backend_call(self.inner.backend.set_multi(batch, self.storage_ttl(self.inner.expiration)))
+    }
+
+    /// Deletes several keys.
+    pub fn delete_multi<K: AsRef<str>>(&self, keys: &[K]) -> Result<(), Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let skeys: Vec<Cow<'_, str>> = keys.iter().map(|k| self.storage_key(k.as_ref())).collect();
+        let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
+        self.backend_call(self.inner.backend.delete_multi(&refs))
+    }
+
+    /// Returns a value for every key, creating the missing and expired ones
+    /// with one call of `creator`.
+    ///
+    /// The creator gets the keys to create, de-duplicated and sorted, and
+    /// returns one value per key in that order. The result has one value per
+    /// input key, in input order, duplicates included. Expired keys locked by
+    /// another caller are served stale; missing keys locked by another
+    /// caller are waited for and read again, never created twice.
+    ///
+    /// ```
+    /// # use dogpile_core::*;
+    /// # let region = Region::builder("r").build();
+    /// let v: Vec<u64> = region.get_or_create_multi(&["b", "a", "b"], |missing| {
+    ///     assert_eq!(missing, ["a", "b"]);
+    ///     missing.iter().map(|k| k.len() as u64).collect()
+    /// })?;
+    /// assert_eq!(v, [1, 1, 1]);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn get_or_create_multi<T, K, F>(&self, keys: &[K], creator: F) -> Result<Vec<T>, Error>
+    where
+        T: CacheValue,
+        K: AsRef<str>,
+        F: FnOnce(&[&str]) -> Vec<T>,
+    {
+        self.get_or_create_multi_with(keys, &CreateOptions::new(), creator)
+    }
+
+    /// [`get_or_create_multi`](Self::get_or_create_multi) with per-call
+    /// options; the should-cache predicate is applied to each value.
+    pub fn get_or_create_multi_with<T, K, F>(&self, keys: &[K], opts: &CreateOptions<T>, creator: F) -> Result<Vec<T>, Error>
+    where
+        T: CacheValue,
+        K: AsRef<str>,
+        F: FnOnce(&[&str]) -> Vec<T>,
+    {
+        let exp = opts.expiration.unwrap_or(self.inner.expiration);
+        let mut unique: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut ready: HashMap<&str, T> = HashMap::with_capacity(unique.len());
+        let skeys: Vec<Cow<'_, str>> = unique.iter().map(|k| self.storage_key(k)).collect();
+        let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
+        let first = self.backend_call(self.inner.backend.get_multi(&refs))?;
+
+        let mut claims: Vec<Claim<'_, T>> = Vec::new();
+        for ((key, skey), value) in unique.iter().zip(skeys).zip(first) {
+            let lookup = match value {
+                Some(v) => self.judge_value::<T>(&skey, &v, exp, true),
+                None => Lookup::Absent,
+            };
+            match self.claim_one(key, skey, lookup, exp)? {
+                Ok(v) => {
+                    ready.insert(key, v);
+                }
+                Err(claim) => claims.push(claim),
+            }
+        }
+
+        if !claims.is_empty() {
+            let to_create: Vec<&str> = claims.iter().map(|c| c.key).collect();
+            let start = self.inner.clock.now();
+            let counter = PanicCounter(self);
+            let created = creator(&to_create);
+            std::mem::forget(counter);
+            if created.len() != to_create.len() {
+                self.count(Counter::CreationErrors);
+                return Err(Error::CreatorLength { expected: to_create.len(), returned: created.len() });
+            }
+            self.inner.stats.add(Counter::Creations, created.len() as u64);
+            let now = self.inner.clock.now();
+            let meta = Meta { created_nanos: now, creation_nanos: now.saturating_sub(start) };
+            let mut batch = Vec::with_capacity(claims.len());
+            for (claim, value) in claims.iter().zip(&created) {
+                if opts.accepts(value) {
+                    match self.encode(&claim.skey, value, meta) {
+                        Ok(v) => batch.push((&*claim.skey, v)),
+                        Err(e) => {
+                            self.count(Counter::BackendErrors);
+                            tracing::warn!(region = %self.inner.name, key = %claim.skey, error = %e, "created value not stored");
+                        }
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = self.backend_call(self.inner.backend.set_multi(batch, self.storage_ttl(exp)));
+            }
+            for (claim, value) in claims.iter().zip(created) {
+                ready.insert(claim.key, value);
+            }
+            drop(claims);
+        }
+        Ok(keys.iter().map(|k| ready[k.as_ref()].clone()).collect())
+    }
+
+    /// Settles one key of a multi-key call: a value to return now, or a
+    /// claim (locks held) to create it.
+    fn claim_one<'k, T: CacheValue>(
+        &self,
+        key: &'k str,
+        skey: Cow<'k, str>,
+        mut lookup: Lookup<T>,
+        exp: crate::Expiration,
+    ) -> Result<Result<T, Claim<'k, T>>, Error> {
+        let mut counted_miss = false;
+        loop {
+            match lookup {
+                Lookup::Fresh(v) => {
+                    self.count(Counter::Hits);
+                    return Ok(Ok(v));
+                }
+                Lookup::Expired(stale) => {
+                    let Ok(local) = self.inner.locks.handle(&skey).try_lock() else {
+                        self.count(Counter::StaleServed);
+                        return Ok(Ok(stale));
+                    };
+                    return match self.try_distributed(&skey)? {
+                        DistOutcome::Held => {
+                            self.count(Counter::StaleServed);
+                            Ok(Ok(stale))
+                        }
+                        dist => Ok(Err(Claim {
+                            key,
+                            skey,
+                            _held: Held { _local: local, _dist: dist.into_guard() },
+                            _value: std::marker::PhantomData,
+                        })),
+                    };
+                }
+                Lookup::Absent => {
+                    if !counted_miss {
+                        self.count(Counter::Misses);
+                        counted_miss = true;
+                    }
+                    match self.inner.locks.handle(&skey).try_lock() {
+                        Err(handle) => {
+                            self.count(Counter::LockWaits);
+                            handle.wait_released();
+                            lookup = self.lookup(&skey, exp, false)?;
+                        }
+                        Ok(local) => {
+                            let stale = match self.lookup::<T>(&skey, exp, false)? {
+                                Lookup::Fresh(v) => {
+                                    self.count(Counter::Hits);
+                                    return Ok(Ok(v));
+                                }
+                                Lookup::Expired(v) => Some(v),
+                                Lookup::Absent => None,
+                            };
+                            let dist = match self.wait_distributed::<T>(&skey, exp, stale.is_some())? {
+                                DistWait::Locked(d) => d,
+                                DistWait::Landed(v) => return Ok(Ok(v)),
+                            };
+                            let _held = Held { _local: local, _dist: dist };
+                            return Ok(Err(Claim { key, skey, _held, _value: std::marker::PhantomData }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
