@@ -199,6 +199,9 @@ pub trait AsyncDistributedLock: Send + Sync {
     fn retry_interval(&self) -> Duration {
         Duration::from_millis(10)
     }
+    /// Sleeps for `duration` on the backend's runtime (the region's async
+    /// core has no timer of its own, so that it stays runtime-agnostic).
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
 }
 
 #[cfg(test)]

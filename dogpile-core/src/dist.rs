@@ -10,6 +10,10 @@ pub(crate) struct DistGuard {
     region: Region,
     key: String,
     token: LockToken,
+    /// Taken through the async lock: released through it when the async path
+    /// ends normally; a guard dropped by cancellation releases through the
+    /// sync lock instead.
+    released: bool,
 }
 
 pub(crate) enum DistOutcome {
@@ -38,7 +42,22 @@ impl Region {
         let token = LockToken::random();
         let acquired = self.backend_call(lock.try_acquire(skey, &token, self.inner.lock_timeout))?;
         Ok(if acquired {
-            DistOutcome::Acquired(DistGuard { region: self.clone(), key: skey.to_owned(), token })
+            DistOutcome::Acquired(DistGuard { region: self.clone(), key: skey.to_owned(), token, released: false })
+        } else {
+            DistOutcome::Held
+        })
+    }
+
+    /// Tries once to take the backend's lock for `skey` through its async
+    /// interface (or the sync one for backends without).
+    pub(crate) async fn try_distributed_async(&self, skey: &str) -> Result<DistOutcome, Error> {
+        let Some(lock) = self.inner.backend.as_async().and_then(|a| a.distributed_lock()) else {
+            return self.try_distributed(skey);
+        };
+        let token = LockToken::random();
+        let acquired = self.backend_call(lock.try_acquire(skey, &token, self.inner.lock_timeout).await)?;
+        Ok(if acquired {
+            DistOutcome::Acquired(DistGuard { region: self.clone(), key: skey.to_owned(), token, released: false })
         } else {
             DistOutcome::Held
         })
@@ -53,10 +72,20 @@ impl Region {
     }
 }
 
-impl Drop for DistGuard {
-    fn drop(&mut self) {
-        let Some(lock) = self.region.inner.backend.distributed_lock() else { return };
-        match lock.release(&self.key, &self.token) {
+impl DistGuard {
+    /// Releases through the backend's async lock (if it has one), without
+    /// blocking the executor.
+    pub(crate) async fn release_async(mut self) {
+        let Some(lock) = self.region.inner.backend.as_async().and_then(|a| a.distributed_lock()) else {
+            return; // the sync release in Drop does it
+        };
+        let result = lock.release(&self.key, &self.token).await;
+        self.released = true;
+        self.report(result);
+    }
+
+    fn report(&self, result: Result<bool, crate::BackendError>) {
+        match result {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 region = %self.region.inner.name,
@@ -68,5 +97,16 @@ impl Drop for DistGuard {
                 tracing::warn!(region = %self.region.inner.name, key = %self.key, error = %e, "could not release distributed lock; it expires on its own");
             }
         }
+    }
+}
+
+impl Drop for DistGuard {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let Some(lock) = self.region.inner.backend.distributed_lock() else { return };
+        let result = lock.release(&self.key, &self.token);
+        self.report(result);
     }
 }

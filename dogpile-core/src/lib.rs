@@ -15,10 +15,13 @@
 //! ```
 
 mod backend;
+#[cfg(feature = "tokio")]
+mod background_async;
 mod builder;
 mod clock;
 mod codec;
 mod create;
+mod create_async;
 mod decision;
 mod dist;
 mod envelope;
@@ -31,6 +34,8 @@ mod runner;
 mod stats;
 mod value;
 
+#[cfg(feature = "tokio")]
+pub use background_async::TokioRunner;
 pub use backend::{AsyncBackend, AsyncDistributedLock, Backend, BoxFuture, DistributedLock, LockToken};
 pub use builder::{KeyMangler, NoBackendYet, RegionBuilder};
 pub use clock::{Clock, MockClock, SystemClock};

@@ -11,14 +11,18 @@
 //! The guard releases on drop, so a creator that panics or a creating future
 //! that is dropped frees the key.
 
+// The registry's `Arc`s stay std ones under loom (the region holds one, and
+// loom's `Arc` cannot be a method receiver); every handle is made and dropped
+// under a shard mutex, which loom does model.
 #[cfg(loom)]
 use loom::sync::{
-    Arc, Mutex,
+    Mutex,
     atomic::{AtomicBool, Ordering},
 };
+use std::sync::Arc;
 #[cfg(not(loom))]
 use std::sync::{
-    Arc, Mutex,
+    Mutex,
     atomic::{AtomicBool, Ordering},
 };
 

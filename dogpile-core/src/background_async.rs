@@ -1,0 +1,103 @@
+//! Background regeneration on tokio (feature `tokio`).
+
+use crate::create::{Held, PanicCounter};
+use crate::error::{Error, TryCreateError};
+use crate::options::{CreateOptions, Expiration};
+use crate::region::{CacheValue, Region};
+use crate::runner::{Job, Runner};
+use crate::stats::Counter;
+use crate::value::Meta;
+use std::convert::Infallible;
+use std::future::Future;
+
+/// Runs sync regeneration jobs ([`Region::get_or_create_background`]) on
+/// tokio's blocking pool. Must be used from within a tokio runtime, or built
+/// with [`TokioRunner::with_handle`].
+#[derive(Debug, Clone, Default)]
+pub struct TokioRunner {
+    handle: Option<tokio::runtime::Handle>,
+}
+
+impl TokioRunner {
+    /// Spawns on the runtime current at each call.
+    pub fn new() -> Self {
+        Self { handle: None }
+    }
+
+    /// Spawns on `handle`'s runtime.
+    pub fn with_handle(handle: tokio::runtime::Handle) -> Self {
+        Self { handle: Some(handle) }
+    }
+}
+
+impl Runner for TokioRunner {
+    fn spawn(&self, job: Job) -> Result<(), String> {
+        let handle = match &self.handle {
+            Some(h) => h.clone(),
+            None => tokio::runtime::Handle::try_current()
+                .map_err(|e| format!("TokioRunner used outside a tokio runtime: {e}"))?,
+        };
+        drop(handle.spawn_blocking(job));
+        Ok(())
+    }
+}
+
+impl Region {
+    /// Like [`get_or_create_async_with`](Self::get_or_create_async_with), but
+    /// an expired value is regenerated in a spawned tokio task: every caller,
+    /// the one that won the lock included, gets the stale value at once. A
+    /// missing value is still created by the caller (there is nothing to
+    /// serve meanwhile). Must be called within a tokio runtime.
+    pub async fn get_or_create_async_background<T, F, Fut>(
+        &self,
+        key: &str,
+        opts: &CreateOptions<T>,
+        creator: F,
+    ) -> Result<T, Error>
+    where
+        T: CacheValue,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let mut spawn = |creator: F, held: Held, skey: String, exp: Expiration, opts: CreateOptions<T>| {
+            let handle = tokio::runtime::Handle::try_current()
+                .map_err(|e| Error::Runner(format!("get_or_create_async_background outside a tokio runtime: {e}")))?;
+            let region = self.clone();
+            drop(handle.spawn(async move { region.regenerate_detached(skey, exp, opts, creator, held).await }));
+            Ok(())
+        };
+        self.engine_async(key, opts, creator, Ok::<T, Infallible>, Some(&mut spawn)).await.map_err(|e| match e {
+            TryCreateError::Cache(e) => e,
+            TryCreateError::Creator(never) => match never {},
+        })
+    }
+
+    async fn regenerate_detached<T, F, Fut>(
+        self,
+        skey: String,
+        exp: Expiration,
+        opts: CreateOptions<T>,
+        creator: F,
+        held: Held,
+    ) where
+        T: CacheValue,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let start = self.inner.clock.now();
+        let counter = PanicCounter(&self);
+        let value = creator().await;
+        std::mem::forget(counter);
+        self.count(Counter::Creations);
+        if opts.accepts(&value) {
+            let now = self.inner.clock.now();
+            let meta = Meta { created_nanos: now, creation_nanos: now.saturating_sub(start) };
+            self.store_created_async(&skey, &value, meta, exp).await;
+        }
+        let Held { _local: local, _dist: dist } = held;
+        if let Some(dist) = dist {
+            dist.release_async().await;
+        }
+        drop(local);
+    }
+}
