@@ -23,7 +23,9 @@ use std::time::Duration;
 /// ```
 #[derive(Default)]
 pub struct MemoryBackend {
-    map: papaya::HashMap<Box<str>, Value>,
+    // foldhash: a fast non-cryptographic hash with per-map random seeds; keys
+    // never leave the process, so its output need not be stable.
+    map: papaya::HashMap<Box<str>, Value, foldhash::fast::RandomState>,
 }
 
 impl MemoryBackend {

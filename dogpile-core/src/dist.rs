@@ -2,6 +2,7 @@
 
 use crate::backend::LockToken;
 use crate::error::Error;
+use crate::keeper::LockKeeper;
 use crate::region::Region;
 use crate::stats::Counter;
 
@@ -14,6 +15,15 @@ pub(crate) struct DistGuard {
     /// ends normally; a guard dropped by cancellation releases through the
     /// sync lock instead.
     released: bool,
+    /// Extends the lock while we hold it; stopped before the release.
+    keeper: Option<LockKeeper>,
+}
+
+impl DistGuard {
+    fn new(region: &Region, key: &str, token: LockToken) -> Self {
+        let keeper = LockKeeper::start(region, key, &token);
+        DistGuard { region: region.clone(), key: key.to_owned(), token, released: false, keeper }
+    }
 }
 
 pub(crate) enum DistOutcome {
@@ -42,7 +52,7 @@ impl Region {
         let token = LockToken::random();
         let acquired = self.backend_call(lock.try_acquire(skey, &token, self.inner.lock_timeout))?;
         Ok(if acquired {
-            DistOutcome::Acquired(DistGuard { region: self.clone(), key: skey.to_owned(), token, released: false })
+            DistOutcome::Acquired(DistGuard::new(self, skey, token))
         } else {
             DistOutcome::Held
         })
@@ -57,7 +67,7 @@ impl Region {
         let token = LockToken::random();
         let acquired = self.backend_call(lock.try_acquire(skey, &token, self.inner.lock_timeout).await)?;
         Ok(if acquired {
-            DistOutcome::Acquired(DistGuard { region: self.clone(), key: skey.to_owned(), token, released: false })
+            DistOutcome::Acquired(DistGuard::new(self, skey, token))
         } else {
             DistOutcome::Held
         })
@@ -76,6 +86,7 @@ impl DistGuard {
     /// Releases through the backend's async lock (if it has one), without
     /// blocking the executor.
     pub(crate) async fn release_async(mut self) {
+        drop(self.keeper.take());
         let Some(lock) = self.region.inner.backend.as_async().and_then(|a| a.distributed_lock()) else {
             return; // the sync release in Drop does it
         };
@@ -102,6 +113,7 @@ impl DistGuard {
 
 impl Drop for DistGuard {
     fn drop(&mut self) {
+        drop(self.keeper.take());
         if self.released {
             return;
         }

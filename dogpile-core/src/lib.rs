@@ -26,6 +26,7 @@ mod decision;
 mod dist;
 mod envelope;
 mod error;
+mod keeper;
 mod lock;
 mod multi;
 mod options;
