@@ -92,10 +92,21 @@ pub(crate) enum RegionClock {
 }
 
 impl RegionClock {
+    /// The precise time: for creation and invalidation timestamps.
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         match self {
             RegionClock::System => system_now_nanos(),
+            RegionClock::Custom(c) => c.now_nanos(),
+        }
+    }
+
+    /// The time to judge expiry with: the coarse clock (about a
+    /// millisecond) for the system clock, the injected clock as is.
+    #[inline]
+    pub(crate) fn now_coarse(&self) -> u64 {
+        match self {
+            RegionClock::System => crate::coarse::now(),
             RegionClock::Custom(c) => c.now_nanos(),
         }
     }

@@ -37,9 +37,9 @@ mod runner;
 mod stats;
 mod value;
 
+pub use backend::{AsyncBackend, AsyncDistributedLock, Backend, BoxFuture, DistributedLock, LockToken};
 #[cfg(feature = "tokio")]
 pub use background_async::TokioRunner;
-pub use backend::{AsyncBackend, AsyncDistributedLock, Backend, BoxFuture, DistributedLock, LockToken};
 pub use builder::{KeyMangler, NoBackendYet, RegionBuilder};
 pub use clock::{Clock, MockClock, SystemClock};
 pub use codec::Codec;

@@ -134,9 +134,8 @@ impl Region {
         let skey = self.storage_key(key);
         let now = self.inner.clock.now();
         let mut out = None;
-        let mut failure = None;
-        self.peek(&skey, &mut |value| match self.decode::<T>(&skey, value) {
-            Ok(Some((v, meta))) => {
+        self.peek(&skey, &mut |value| {
+            if let Some((v, meta)) = self.decode::<T>(&skey, value) {
                 let found = self.judge(&meta, now, self.inner.expiration, false);
                 if found != Found::Absent {
                     out = Some(Entry {
@@ -147,13 +146,8 @@ impl Region {
                     });
                 }
             }
-            Ok(None) => {}
-            Err(e) => failure = Some(e),
         })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        Ok(out)
     }
 
     /// Stores `value` under `key`, created now.
@@ -225,27 +219,13 @@ impl Region {
     /// Reads and judges one key.
     #[inline]
     pub(crate) fn lookup<T: CacheValue>(&self, skey: &str, exp: Expiration, early: bool) -> Result<Lookup<T>, Error> {
+        let now = self.inner.clock.now_coarse();
         let mut out = Lookup::Absent;
-        let mut failure = None;
-        let now = self.inner.clock.now();
-        self.peek(skey, &mut |value| match self.decode::<T>(skey, value) {
-            Ok(Some((v, meta))) => {
-                out = match self.judge(&meta, now, exp, early) {
-                    Found::Fresh => Lookup::Fresh(v),
-                    Found::Expired => Lookup::Expired(v),
-                    Found::Absent => Lookup::Absent,
-                }
-            }
-            Ok(None) => {}
-            Err(e) => failure = Some(e),
-        })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        self.peek(skey, &mut |value| out = self.judge_at(skey, value, now, exp, early))?;
+        Ok(out)
     }
 
-    /// Judges a stored value by the region's rules, or `None` if unusable.
+    /// Judges a stored value by the region's rules, now.
     pub(crate) fn judge_value<T: CacheValue>(
         &self,
         skey: &str,
@@ -253,14 +233,18 @@ impl Region {
         exp: Expiration,
         early: bool,
     ) -> Lookup<T> {
-        let now = self.inner.clock.now();
+        self.judge_at(skey, value, self.inner.clock.now_coarse(), exp, early)
+    }
+
+    #[inline]
+    fn judge_at<T: CacheValue>(&self, skey: &str, value: &Value, now: u64, exp: Expiration, early: bool) -> Lookup<T> {
         match self.decode::<T>(skey, value) {
-            Ok(Some((v, meta))) => match self.judge(&meta, now, exp, early) {
+            Some((v, meta)) => match self.judge(&meta, now, exp, early) {
                 Found::Fresh => Lookup::Fresh(v),
                 Found::Expired => Lookup::Expired(v),
                 Found::Absent => Lookup::Absent,
             },
-            _ => Lookup::Absent,
+            None => Lookup::Absent,
         }
     }
 
@@ -292,25 +276,25 @@ impl Region {
     }
 
     /// Turns a stored value into `T` and its metadata. Undecodable bytes or a
-    /// value of another type are a miss (`Ok(None)`), counted and logged.
+    /// value of another type are a miss (`None`), counted and logged.
     #[inline]
-    fn decode<T: CacheValue>(&self, skey: &str, value: &Value) -> Result<Option<(T, Meta)>, Error> {
+    fn decode<T: CacheValue>(&self, skey: &str, value: &Value) -> Option<(T, Meta)> {
         match value {
             Value::Object { meta, object } => match object.downcast_ref::<T>() {
-                Some(v) => Ok(Some((v.clone(), *meta))),
+                Some(v) => Some((v.clone(), *meta)),
                 None => {
                     self.decode_failure(skey, &format!("stored value is not a {}", std::any::type_name::<T>()));
-                    Ok(None)
+                    None
                 }
             },
             Value::Bytes(bytes) => {
                 let decoded = envelope::decode(bytes)
                     .and_then(|(meta, codec, payload)| codec.decode::<T>(payload).map(|v| (v, meta)));
                 match decoded {
-                    Ok(pair) => Ok(Some(pair)),
+                    Ok(pair) => Some(pair),
                     Err(reason) => {
                         self.decode_failure(skey, &reason);
-                        Ok(None)
+                        None
                     }
                 }
             }
