@@ -44,3 +44,11 @@ pub use dogpile_core::{
 pub mod backends {
     pub use dogpile_backends::*;
 }
+
+#[cfg(feature = "tokio")]
+pub use dogpile_core::TokioRunner;
+
+// The README's examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

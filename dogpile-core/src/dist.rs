@@ -51,11 +51,7 @@ impl Region {
         };
         let token = LockToken::random();
         let acquired = self.backend_call(lock.try_acquire(skey, &token, self.inner.lock_timeout))?;
-        Ok(if acquired {
-            DistOutcome::Acquired(DistGuard::new(self, skey, token))
-        } else {
-            DistOutcome::Held
-        })
+        Ok(if acquired { DistOutcome::Acquired(DistGuard::new(self, skey, token)) } else { DistOutcome::Held })
     }
 
     /// Tries once to take the backend's lock for `skey` through its async
@@ -66,11 +62,7 @@ impl Region {
         };
         let token = LockToken::random();
         let acquired = self.backend_call(lock.try_acquire(skey, &token, self.inner.lock_timeout).await)?;
-        Ok(if acquired {
-            DistOutcome::Acquired(DistGuard::new(self, skey, token))
-        } else {
-            DistOutcome::Held
-        })
+        Ok(if acquired { DistOutcome::Acquired(DistGuard::new(self, skey, token)) } else { DistOutcome::Held })
     }
 
     /// The delay before trying a held distributed lock again, growing from

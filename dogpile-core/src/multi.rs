@@ -48,7 +48,10 @@ impl Region {
     }
 
     /// Stores several values, all created now.
-    pub fn set_multi<T: CacheValue, K: AsRef<str>>(&self, items: impl IntoIterator<Item = (K, T)>) -> Result<(), Error> {
+    pub fn set_multi<T: CacheValue, K: AsRef<str>>(
+        &self,
+        items: impl IntoIterator<Item = (K, T)>,
+    ) -> Result<(), Error> {
         let meta = Meta { created_nanos: self.inner.clock.now(), creation_nanos: 0 };
         let mut encoded = Vec::new();
         for (k, v) in items {
@@ -103,7 +106,12 @@ impl Region {
 
     /// [`get_or_create_multi`](Self::get_or_create_multi) with per-call
     /// options; the should-cache predicate is applied to each value.
-    pub fn get_or_create_multi_with<T, K, F>(&self, keys: &[K], opts: &CreateOptions<T>, creator: F) -> Result<Vec<T>, Error>
+    pub fn get_or_create_multi_with<T, K, F>(
+        &self,
+        keys: &[K],
+        opts: &CreateOptions<T>,
+        creator: F,
+    ) -> Result<Vec<T>, Error>
     where
         T: CacheValue,
         K: AsRef<str>,
