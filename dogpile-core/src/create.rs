@@ -11,9 +11,12 @@ use crate::value::Meta;
 use std::convert::Infallible;
 
 /// The locks held while regenerating one key.
+///
+/// Fields drop in order: the distributed lock goes first, so that an
+/// in-process waiter woken by the local release finds it free.
 pub(crate) struct Held {
-    pub(crate) _local: KeyGuard,
     pub(crate) _dist: Option<DistGuard>,
+    pub(crate) _local: KeyGuard,
 }
 
 /// The end of [`Region::wait_distributed`].
@@ -170,7 +173,11 @@ impl Region {
                         (Action::RegenerateInBackground, Some(held)) => {
                             let spawn = spawn.as_mut().expect("background implies a spawner");
                             let creator = creator.into_background();
-                            spawn(creator, held, skey.into_owned(), exp, opts.clone())?;
+                            if let Err(e) = spawn(creator, held, skey.into_owned(), exp, opts.clone()) {
+                                // The job was dropped with its locks; the
+                                // next caller tries again.
+                                tracing::warn!(region = %self.inner.name, error = %e, "background regeneration not started");
+                            }
                             self.count(Counter::StaleServed);
                             return Ok(stale);
                         }

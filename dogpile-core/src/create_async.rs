@@ -179,7 +179,9 @@ impl Region {
                     return match (after_lock(found, held.is_some(), spawn.is_some()), held) {
                         (Action::RegenerateInBackground, Some(held)) => {
                             let spawn = spawn.as_mut().expect("background implies a spawner");
-                            spawn(creator, held, skey.into_owned(), exp, opts.clone())?;
+                            if let Err(e) = spawn(creator, held, skey.into_owned(), exp, opts.clone()) {
+                                tracing::warn!(region = %self.inner.name, error = %e, "background regeneration not started");
+                            }
                             self.count(Counter::StaleServed);
                             Ok(stale)
                         }

@@ -64,3 +64,95 @@ impl Drop for LockKeeper {
         cv.notify_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::{Backend, DistributedLock, LockToken};
+    use crate::error::BackendError;
+    use crate::value::{Value, ValueKind};
+    use crate::{Expiration, Region};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// Stores nothing; its lock records who holds it and counts extensions.
+    #[derive(Debug, Default)]
+    struct LockOnly {
+        owner: Mutex<Option<String>>,
+        extends: AtomicUsize,
+        released_by: Mutex<Vec<String>>,
+    }
+
+    impl Backend for Arc<LockOnly> {
+        fn name(&self) -> &'static str {
+            "lock-only"
+        }
+        fn value_kind(&self) -> ValueKind {
+            ValueKind::Bytes
+        }
+        fn get(&self, _: &str) -> Result<Option<Value>, BackendError> {
+            Ok(None)
+        }
+        fn set(&self, _: &str, _: Value, _: Option<Duration>) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn delete(&self, _: &str) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn distributed_lock(&self) -> Option<&dyn DistributedLock> {
+            Some(&**self)
+        }
+    }
+
+    impl DistributedLock for LockOnly {
+        fn try_acquire(&self, _: &str, token: &LockToken, _: Duration) -> Result<bool, BackendError> {
+            let mut owner = self.owner.lock().unwrap();
+            if owner.is_some() {
+                return Ok(false);
+            }
+            *owner = Some(token.as_str().to_owned());
+            Ok(true)
+        }
+        fn extend(&self, _: &str, token: &LockToken, _: Duration) -> Result<bool, BackendError> {
+            let ours = self.owner.lock().unwrap().as_deref() == Some(token.as_str());
+            if ours {
+                self.extends.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(ours)
+        }
+        fn release(&self, _: &str, token: &LockToken) -> Result<bool, BackendError> {
+            let mut owner = self.owner.lock().unwrap();
+            self.released_by.lock().unwrap().push(token.as_str().to_owned());
+            let ours = owner.as_deref() == Some(token.as_str());
+            if ours {
+                *owner = None;
+            }
+            Ok(ours)
+        }
+    }
+
+    #[test]
+    fn a_long_creator_keeps_its_lock_and_releases_it_with_its_own_token() {
+        let backend = Arc::new(LockOnly::default());
+        let region = Region::builder("keeper")
+            .backend(backend.clone())
+            .expiration(Expiration::Never)
+            .lock_timeout(Duration::from_millis(30))
+            .build();
+        let v: u32 = region
+            .get_or_create("k", || {
+                // Runs until the keeper has extended the lock twice (hang guard: 10 s).
+                let start = Instant::now();
+                while backend.extends.load(Ordering::SeqCst) < 2 {
+                    assert!(start.elapsed() < Duration::from_secs(10), "lock never extended");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                7
+            })
+            .unwrap();
+        assert_eq!(v, 7);
+        assert!(backend.owner.lock().unwrap().is_none(), "lock released");
+        let released = backend.released_by.lock().unwrap().clone();
+        assert_eq!(released.len(), 1);
+    }
+}
