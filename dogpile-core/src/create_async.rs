@@ -169,9 +169,9 @@ impl Region {
                     return Ok(v);
                 }
                 (Step::TryLockForRegeneration, Lookup::Expired(stale)) => {
-                    let held = match self.inner.locks.handle(&skey).try_lock() {
-                        Err(_) => None,
-                        Ok(local) => match self.try_distributed_async(&skey).await? {
+                    let held = match self.inner.locks.try_lock(&skey) {
+                        None => None,
+                        Some(local) => match self.try_distributed_async(&skey).await? {
                             DistOutcome::Held => None,
                             dist => Some(Held { _local: local, _dist: dist.into_guard() }),
                         },

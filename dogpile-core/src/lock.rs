@@ -72,6 +72,26 @@ impl KeyLocks {
         KeyHandle { locks: self.clone(), shard, key: key.into(), lock: Some(lock) }
     }
 
+    /// Takes `key`'s lock if it is free. When another caller holds it, this
+    /// costs one shard-mutex round trip and leaves the registry untouched
+    /// (the expired-value path of every non-creator goes through here).
+    pub(crate) fn try_lock(self: &Arc<Self>, key: &str) -> Option<KeyGuard> {
+        let shard = self.shard(key);
+        let lock = {
+            let mut map = lock_shard(&self.shards[shard]);
+            match map.get(key) {
+                Some(l) if l.locked.load(Ordering::SeqCst) => return None,
+                Some(l) => l.clone(),
+                None => {
+                    let l = Arc::new(KeyLock { locked: AtomicBool::new(false), released: Event::new() });
+                    map.insert(key.into(), l.clone());
+                    l
+                }
+            }
+        };
+        KeyHandle { locks: self.clone(), shard, key: key.into(), lock: Some(lock) }.try_lock().ok()
+    }
+
     /// How many keys currently have an entry (for tests of the bound).
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock_shard(s).len()).sum()

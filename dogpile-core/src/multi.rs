@@ -193,7 +193,7 @@ impl Region {
                     return Ok(Ok(v));
                 }
                 Lookup::Expired(stale) => {
-                    let Ok(local) = self.inner.locks.handle(&skey).try_lock() else {
+                    let Some(local) = self.inner.locks.try_lock(&skey) else {
                         self.count(Counter::StaleServed);
                         return Ok(Ok(stale));
                     };
