@@ -40,6 +40,29 @@ pub use dogpile_core::{
     MockClock, Region, RegionBuilder, Runner, Stats, SystemClock, ThreadRunner, TryCreateError, Value, ValueKind,
 };
 
+pub use dogpile_core::{CacheKey, write_key_seq, write_key_str};
+
+mod config;
+mod handle;
+mod registry;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use config::{
+    BackendConfig, CacheConfig, RegionConfig, configure, configure_all, configure_from_toml, configure_region,
+    configure_replace, parse_duration, replace_region,
+};
+pub use handle::RegionHandle;
+pub use registry::{CheckError, FunctionInfo, RegionInfo, cached_functions, check, region, regions};
+
+/// Derives [`CacheKey`](trait@CacheKey) for a struct or enum.
+#[cfg(feature = "macros")]
+pub use dogpile_macros::CacheKey;
+#[cfg(feature = "macros")]
+pub use dogpile_macros::cached;
+
 /// Storage backends, one per module of `dogpile-backends`.
 pub mod backends {
     pub use dogpile_backends::*;

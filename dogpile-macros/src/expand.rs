@@ -1,0 +1,345 @@
+//! Code generation of `#[cached]`: the function itself and its site (the
+//! static that finds the region). Companions are in `companions.rs`.
+//!
+//! Every call, companion and key goes through one write closure generated
+//! from the same tokens, so `f::invalidate(a)` deletes exactly what `f(a)`
+//! stored.
+
+use crate::ast::{self, Func, Kind, Output};
+use crate::attr::{self, ExpirationOpt, Options, RegionOpt};
+use crate::companions;
+use crate::ctx::Ctx;
+use dogpile_core_escape::escape;
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{Expr, Ident, ItemFn, Type};
+
+/// The escaping of `dogpile_core::write_key_str`, applied at compile time
+/// to names and namespaces.
+mod dogpile_core_escape {
+    pub(crate) fn escape(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            if matches!(c, '\\' | '|' | ',' | '(' | ')' | '[' | ']' | '{' | '}' | '=' | '~' | '"') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        if out.is_empty() { "\"\"".to_owned() } else { out }
+    }
+}
+
+pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut ctx = Ctx::default();
+    let opts = attr::parse(&mut ctx, args);
+    let item_fn: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            ctx.error_at(Span::call_site(), "#[cached] applies to functions and methods");
+            let errors = ctx.into_compile_errors();
+            return quote!(#errors #item);
+        }
+    };
+    let func = ast::analyze(&mut ctx, &opts, item_fn);
+    match func {
+        Some(func) if !ctx.has_errors() => expand(&opts, &func),
+        _ => {
+            // Keep the user's item as written so the rest of the crate
+            // still type-checks and rust-analyzer keeps working.
+            let errors = ctx.into_compile_errors();
+            quote!(#errors #item)
+        }
+    }
+}
+
+/// Rewrites `self::` and `super::` paths for use one module deeper (in the
+/// companion module of a free function).
+pub(crate) struct OneDeeper;
+
+impl VisitMut for OneDeeper {
+    fn visit_path_mut(&mut self, path: &mut syn::Path) {
+        if path.leading_colon.is_none() && path.segments.len() > 1 {
+            let first = path.segments[0].ident.to_string();
+            if first == "self" {
+                path.segments[0].ident = Ident::new("super", path.segments[0].ident.span());
+            } else if first == "super" {
+                let sup: syn::PathSegment = Ident::new("super", path.segments[0].ident.span()).into();
+                path.segments.insert(0, sup);
+            }
+        }
+        syn::visit_mut::visit_path_mut(self, path);
+    }
+}
+
+/// Replaces the value `self` by `__dogpile_self` in a `key` expression, so
+/// the key can be written from the argument tuple (which holds the
+/// receiver) while the function body owns the receiver.
+struct RenameSelf;
+
+impl VisitMut for RenameSelf {
+    fn visit_expr_mut(&mut self, e: &mut Expr) {
+        if let Expr::Path(p) = e
+            && p.qself.is_none()
+            && p.path.is_ident("self")
+        {
+            *e = syn::parse_quote_spanned!(p.span()=> __dogpile_self);
+            return;
+        }
+        syn::visit_mut::visit_expr_mut(self, e);
+    }
+}
+
+/// The tokens shared by the function and its companions.
+pub(crate) struct Gen<'a> {
+    pub(crate) opts: &'a Options,
+    pub(crate) func: &'a Func,
+    pub(crate) krate: TokenStream,
+    /// `__dogpile_key`, `__dogpile_args`, `__dogpile_self`: mixed-site so
+    /// they cannot clash with the user's names.
+    pub(crate) key_var: Ident,
+    pub(crate) args_var: Ident,
+    pub(crate) self_var: Ident,
+    /// The value type stored: the return type, or `T` of `Result<T, E>`.
+    pub(crate) cached_ty: TokenStream,
+}
+
+impl<'a> Gen<'a> {
+    pub(crate) fn new(opts: &'a Options, func: &'a Func) -> Self {
+        let krate = opts.krate();
+        let ret = &func.ret;
+        let cached_ty = match func.output {
+            Output::Result => quote!(<#ret as #krate::__private::Fallible>::Ok),
+            _ => ret.to_token_stream(),
+        };
+        Gen {
+            opts,
+            func,
+            krate,
+            key_var: Ident::new("__dogpile_key", Span::mixed_site()),
+            args_var: Ident::new("__dogpile_args", Span::mixed_site()),
+            self_var: Ident::new("__dogpile_self", Span::call_site()),
+            cached_ty,
+        }
+    }
+
+    pub(crate) fn has_receiver(&self) -> bool {
+        matches!(self.func.kind, Kind::Associated { receiver: Some(_) })
+    }
+
+    /// `(self, a, b,)`: the receiver (if any) and the arguments, moved into
+    /// one tuple.
+    pub(crate) fn args_tuple(&self) -> TokenStream {
+        let receiver = self.has_receiver().then(|| quote!(self,));
+        let idents = self.func.args.iter().map(|a| &a.ident);
+        quote!((#receiver #(#idents,)*))
+    }
+
+    /// `(__dogpile_self, a, b,)`: the pattern taking that tuple apart.
+    pub(crate) fn args_pattern(&self) -> TokenStream {
+        let receiver = self.has_receiver().then(|| {
+            let s = &self.self_var;
+            quote!(#s,)
+        });
+        let idents = self.func.args.iter().map(|a| &a.ident);
+        quote!((#receiver #(#idents,)*))
+    }
+
+    /// Applies `OneDeeper` when generating inside the companion module.
+    pub(crate) fn adjust<T: Clone + ToTokens>(&self, t: &T, deeper: bool, f: fn(&mut OneDeeper, &mut T)) -> T {
+        let mut t = t.clone();
+        if deeper {
+            f(&mut OneDeeper, &mut t);
+        }
+        t
+    }
+
+    /// The closure writing the key after the site's prefix: `|args, key| ...`.
+    pub(crate) fn write_closure(&self, deeper: bool) -> TokenStream {
+        let Gen { krate, key_var, args_var, self_var, .. } = self;
+        let pattern = self.args_pattern();
+        let mut body = TokenStream::new();
+        if let (Kind::Associated { .. }, None) = (&self.func.kind, &self.opts.name) {
+            let method = format!("{}{}", self.func.item.sig.ident, self.namespace_suffix());
+            body.extend(quote!(#krate::__private::write_type_prefix::<Self>(#key_var, #method);));
+        }
+        if let Some(key) = &self.opts.key {
+            let mut key = self.adjust(key, deeper, VisitMut::visit_expr_mut);
+            RenameSelf.visit_expr_mut(&mut key);
+            let span = key.span();
+            body.extend(quote_spanned!(span=> #krate::__private::write_arg(#key_var, &(#key));));
+        } else {
+            if self.opts.include_self.is_some() {
+                body.extend(quote!(#krate::__private::write_arg(#key_var, #self_var);));
+            }
+            for arg in self.func.args.iter().filter(|a| !a.skipped) {
+                let ident = &arg.ident;
+                let span = arg.ty.span();
+                body.extend(quote_spanned!(span=> #krate::__private::write_arg(#key_var, #ident);));
+            }
+        }
+        quote! {
+            |#args_var, #key_var| {
+                #[allow(unused_variables)]
+                let #pattern = #args_var;
+                #body
+            }
+        }
+    }
+
+    /// `|...| namespace` for keys; empty without a namespace.
+    fn namespace_suffix(&self) -> String {
+        self.opts.namespace.as_ref().map(|ns| format!("|{}", escape(&ns.value()))).unwrap_or_default()
+    }
+
+    /// The site's key prefix: `Some("module::f|ns")` for free functions and
+    /// `name = ...`; `None` for methods (their prefix names `Self`).
+    fn prefix(&self) -> TokenStream {
+        let ns = self.namespace_suffix();
+        match (&self.opts.name, &self.func.kind) {
+            (Some(name), _) => {
+                let p = format!("{}{ns}", escape(&name.value()));
+                quote!(::core::option::Option::Some(#p))
+            }
+            // Evaluated inside the companion module `f`, whose path is
+            // exactly `<module of f>::f`.
+            (None, Kind::Free) => quote!(::core::option::Option::Some(::core::concat!(::core::module_path!(), #ns))),
+            (None, Kind::Associated { .. }) => quote!(::core::option::Option::None),
+        }
+    }
+
+    /// `static SITE: Site = ...;` plus its registration.
+    pub(crate) fn site_items(&self, deeper: bool, vis: TokenStream) -> TokenStream {
+        let krate = &self.krate;
+        let region = match self.opts.region.as_ref().expect("checked by attr::parse") {
+            RegionOpt::Name(n) => quote!(#krate::__private::RegionRef::Name(#n)),
+            RegionOpt::Handle(p) => {
+                let p = self.adjust(p, deeper, VisitMut::visit_path_mut);
+                quote!(#krate::__private::RegionRef::Handle(&#p))
+            }
+        };
+        let function = match self.func.kind {
+            Kind::Free => quote!(::core::module_path!()),
+            Kind::Associated { .. } => {
+                let name = format!("::{}", self.func.item.sig.ident);
+                quote!(::core::concat!(::core::module_path!(), #name))
+            }
+        };
+        let prefix = self.prefix();
+        quote! {
+            #[doc(hidden)]
+            #vis static SITE: #krate::__private::Site =
+                #krate::__private::Site::new(#function, #prefix, ::core::file!(), ::core::line!(), #region);
+            #krate::__private::inventory::submit! {
+                #krate::__private::Registration::Function(&SITE)
+            }
+        }
+    }
+
+    /// The `CreateOptions` builder (`fn() -> CreateOptions<C>`), if the
+    /// function has an expiration or a should-cache rule.
+    pub(crate) fn options_fn(&self, deeper: bool) -> Option<TokenStream> {
+        let krate = &self.krate;
+        let exp = self.expiration(deeper).map(|e| quote!(.expiration(#e)));
+        let pred = self.predicate(deeper).map(|p| quote!(.should_cache(#p)));
+        if exp.is_none() && pred.is_none() {
+            return None;
+        }
+        Some(quote!(|| #krate::CreateOptions::new() #exp #pred))
+    }
+
+    /// The expiration expression, if set.
+    pub(crate) fn expiration(&self, deeper: bool) -> Option<TokenStream> {
+        let krate = &self.krate;
+        Some(match self.opts.expiration.as_ref()? {
+            ExpirationOpt::Fixed(None, span) => quote_spanned!(*span=> #krate::Expiration::Never),
+            ExpirationOpt::Fixed(Some(nanos), span) => {
+                let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
+                let sub = u32::try_from(nanos % 1_000_000_000).unwrap_or(0);
+                quote_spanned!(*span=> #krate::Expiration::After(::core::time::Duration::new(#secs, #sub)))
+            }
+            ExpirationOpt::Expr(e) => {
+                let e = self.adjust(e, deeper, VisitMut::visit_expr_mut);
+                quote_spanned!(e.span()=> #krate::__private::into_expiration(#e))
+            }
+        })
+    }
+
+    /// The should-cache predicate on `&C`, combining `should_cache` and
+    /// `cache_none = false`.
+    pub(crate) fn predicate(&self, deeper: bool) -> Option<TokenStream> {
+        let krate = &self.krate;
+        let cached_ty = &self.cached_ty;
+        let user = self.opts.should_cache.as_ref().map(|e| self.adjust(e, deeper, VisitMut::visit_expr_mut));
+        let no_none = matches!(self.opts.cache_none, Some((false, _)));
+        match (user, no_none) {
+            (None, false) => None,
+            (Some(p), false) => Some(quote_spanned!(p.span()=> #p)),
+            (None, true) => Some(quote!(#krate::__private::is_some)),
+            (Some(p), true) => Some(quote! {
+                |v: &#cached_ty| #krate::__private::is_some(v) && (#p)(v)
+            }),
+        }
+    }
+
+    /// The cached value type as seen from the companion module.
+    pub(crate) fn cached_ty_deeper(&self) -> TokenStream {
+        let krate = &self.krate;
+        let ret = self.adjust(&self.func.ret, true, VisitMut::visit_type_mut);
+        match self.func.output {
+            Output::Result => quote!(<#ret as #krate::__private::Fallible>::Ok),
+            _ => ret.to_token_stream(),
+        }
+    }
+
+    /// Tokens of the function's signature types, adjusted for depth.
+    pub(crate) fn arg_types(&self, deeper: bool) -> Vec<Type> {
+        self.func.args.iter().map(|a| self.adjust(&a.ty, deeper, VisitMut::visit_type_mut)).collect()
+    }
+}
+
+fn expand(opts: &Options, func: &Func) -> TokenStream {
+    let g = Gen::new(opts, func);
+    match func.kind {
+        Kind::Free => companions::free(&g),
+        Kind::Associated { .. } => companions::associated(&g),
+    }
+}
+
+/// The body of the cached function: one call into `__private`.
+pub(crate) fn call_body(g: &Gen<'_>, site: &TokenStream, original: &TokenStream, deeper: bool) -> TokenStream {
+    let Gen { krate, .. } = g;
+    let tuple = g.args_tuple();
+    let pattern = g.args_pattern();
+    let write = g.write_closure(deeper);
+    let create = quote!(move |#pattern| #original);
+    let options = g.options_fn(deeper);
+    let opt_arg = match &options {
+        Some(o) => quote!(::core::option::Option::Some(#o)),
+        None => quote!(::core::option::Option::None),
+    };
+    let ret_span = g.func.ret.span();
+    let cached_ty = &g.cached_ty;
+    let assert = quote_spanned!(ret_span=> #krate::__private::assert_value::<#cached_ty>(););
+    let call = match (&g.func.output, g.func.is_async) {
+        (Output::Result, false) => quote!(#krate::__private::try_call(#site, #opt_arg, #tuple, #write, #create)),
+        (Output::Result, true) => {
+            quote!(#krate::__private::try_call_async(#site, #opt_arg, #tuple, #write, #create).await)
+        }
+        (_, true) => quote!(#krate::__private::call_async(#site, #opt_arg, #tuple, #write, #create).await),
+        (_, false) => match options {
+            Some(o) => quote!(#krate::__private::call_with(#site, #o, #tuple, #write, #create)),
+            None => quote!(#krate::__private::call(#site, #tuple, #write, #create)),
+        },
+    };
+    quote! {
+        #assert
+        #call
+    }
+}
+
+/// The name of the hidden function holding a free function's body.
+pub(crate) fn original_ident(ident: &Ident) -> Ident {
+    format_ident!("__dogpile_original_{}", ident, span = ident.span())
+}

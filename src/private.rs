@@ -1,0 +1,621 @@
+//! What the expansions of `#[cached]` and `region!` call. Not a stable API:
+//! everything here may change in any release.
+
+use crate::handle::RegionHandle;
+use crate::registry::{self, Slot};
+use dogpile_core::{CacheKey, CacheValue, CreateOptions, Error, Expiration, Region, TryCreateError};
+use std::any::Any;
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+pub use crate::handle::RegionDefaults;
+pub use dogpile_core::Backend;
+pub use inventory;
+pub use std::string::String;
+
+/// One entry of the registry.
+pub enum Registration {
+    /// A `region!` declaration.
+    Region(&'static RegionHandle),
+    /// A `#[cached]` function.
+    Function(&'static Site),
+}
+
+/// Boxes a `region!` default backend.
+pub fn arc_backend(backend: impl Backend) -> Arc<dyn Backend> {
+    Arc::new(backend)
+}
+
+/// Converts a `region!` default expiration.
+pub fn into_expiration(expiration: impl Into<Expiration>) -> Expiration {
+    expiration.into()
+}
+
+/// How a `#[cached]` function names its region.
+pub enum RegionRef {
+    /// `region = "name"`: looked up in the registry on first call.
+    Name(&'static str),
+    /// `region = STATIC`: a `region!` handle, checked by the compiler.
+    Handle(&'static RegionHandle),
+}
+
+/// The per-function state of a `#[cached]` function: where it is, which
+/// region it uses (resolved once), and its uncached-call counter.
+pub struct Site {
+    pub(crate) function: &'static str,
+    /// The key prefix (`module::f|namespace`); `None` for methods, whose
+    /// prefix names `Self` and is written by the key closure.
+    prefix: Option<&'static str>,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
+    region: RegionRef,
+    slot: OnceLock<Option<&'static Slot>>,
+    uncached: AtomicU64,
+    warned: AtomicBool,
+    options: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl Site {
+    /// A site for the function at `function` (`module::name`).
+    pub const fn new(
+        function: &'static str,
+        prefix: Option<&'static str>,
+        file: &'static str,
+        line: u32,
+        region: RegionRef,
+    ) -> Self {
+        Site {
+            function,
+            prefix,
+            file,
+            line,
+            region,
+            slot: OnceLock::new(),
+            uncached: AtomicU64::new(0),
+            warned: AtomicBool::new(false),
+            options: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn region_name(&self) -> &'static str {
+        match self.region {
+            RegionRef::Name(n) => n,
+            RegionRef::Handle(h) => h.name(),
+        }
+    }
+
+    pub(crate) fn uncached_calls(&self) -> u64 {
+        self.uncached.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn slot(&self) -> Option<&'static Slot> {
+        match self.slot.get() {
+            Some(s) => *s,
+            None => self.resolve(),
+        }
+    }
+
+    #[cold]
+    fn resolve(&self) -> Option<&'static Slot> {
+        *self.slot.get_or_init(|| match self.region {
+            RegionRef::Name(n) => registry::slot(n),
+            RegionRef::Handle(h) => Some(h.slot()),
+        })
+    }
+
+    /// The region as an owned handle (for async code, which must not hold
+    /// the registry's read guard across an `.await`).
+    fn region(&self) -> Option<Region> {
+        match self.slot().and_then(Slot::region) {
+            Some(r) => Some(r),
+            None => {
+                self.count_uncached();
+                None
+            }
+        }
+    }
+
+    #[cold]
+    fn count_uncached(&self) {
+        self.uncached.fetch_add(1, Ordering::Relaxed);
+        let slot = self.slot();
+        if let Some(slot) = slot {
+            slot.uncached.fetch_add(1, Ordering::Relaxed);
+        }
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            let name = self.region_name();
+            let why = match slot {
+                None => format!("region `{name}` is not declared ({})", registry::declared_list()),
+                Some(_) => format!("region `{name}` is not configured"),
+            };
+            tracing::warn!(
+                function = self.function,
+                region = name,
+                "cached function runs without its cache: {why}; call dogpile::configure at start-up \
+                 (this is logged once per function)"
+            );
+        }
+    }
+
+    #[cold]
+    fn cache_failed(&self, error: &Error) {
+        self.uncached.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(function = self.function, %error, "cache call failed; the function's own result is used");
+    }
+
+    /// Per-call options, built once per site (the should-cache predicate is
+    /// an `Arc`; building it on every call would allocate).
+    fn options<C: CacheValue>(&self, make: fn() -> CreateOptions<C>) -> OptionsRef<'_, C> {
+        let stored = self.options.get_or_init(|| Box::new(make()));
+        match stored.downcast_ref::<CreateOptions<C>>() {
+            Some(o) => OptionsRef::Shared(o),
+            // A method of a generic impl: each instantiation has its own
+            // value type but they share the site.
+            None => OptionsRef::Own(make()),
+        }
+    }
+}
+
+enum OptionsRef<'a, C> {
+    Shared(&'a CreateOptions<C>),
+    Own(CreateOptions<C>),
+}
+
+impl<C> OptionsRef<'_, C> {
+    fn get(&self) -> &CreateOptions<C> {
+        match self {
+            OptionsRef::Shared(o) => o,
+            OptionsRef::Own(o) => o,
+        }
+    }
+}
+
+thread_local! {
+    /// A reusable key buffer: a cache hit builds its key without allocating.
+    static KEY_BUFFER: Cell<String> = const { Cell::new(String::new()) };
+}
+
+impl Site {
+    #[inline]
+    fn write_key<A>(&self, out: &mut String, args: &A, write: impl FnOnce(&A, &mut String)) {
+        if let Some(p) = self.prefix {
+            out.push_str(p);
+        }
+        write(args, out);
+    }
+}
+
+/// Builds the key in the thread's buffer and hands it to `f`. A nested
+/// call (a cached function calling another) finds the buffer taken and
+/// uses a new one.
+#[inline]
+fn with_key<A, R>(site: &Site, args: A, write: impl FnOnce(&A, &mut String), f: impl FnOnce(&str, A) -> R) -> R {
+    let mut buffer = KEY_BUFFER.take();
+    buffer.clear();
+    site.write_key(&mut buffer, &args, write);
+    let r = f(&buffer, args);
+    KEY_BUFFER.set(buffer);
+    r
+}
+
+/// The key of a call, as a new string (`f::key`).
+pub fn key<A>(site: &'static Site, args: A, write: impl FnOnce(&A, &mut String)) -> String {
+    let mut key = String::new();
+    site.write_key(&mut key, &args, write);
+    key
+}
+
+/// Appends one argument to a key: `|` then its key form.
+#[inline]
+pub fn write_arg<K: CacheKey + ?Sized>(out: &mut String, arg: &K) {
+    out.push('|');
+    arg.write_key(out);
+}
+
+/// Appends a method's prefix: the type's path, `::`, the method's name
+/// (and namespace).
+pub fn write_type_prefix<S: ?Sized>(out: &mut String, method: &str) {
+    out.push_str(std::any::type_name::<S>());
+    out.push_str("::");
+    out.push_str(method);
+}
+
+/// Fails to compile, at the return type, when the value cannot be cached.
+pub const fn assert_value<C: CacheValue>() {}
+
+/// The return types whose `Ok` alone is cached.
+#[diagnostic::on_unimplemented(
+    message = "`#[cached]` treats a return type named `Result` as `core::result::Result`, but `{Self}` is not",
+    label = "not `core::result::Result`"
+)]
+pub trait Fallible {
+    /// The value cached.
+    type Ok;
+}
+
+impl<T, E> Fallible for Result<T, E> {
+    type Ok = T;
+}
+
+/// `Option::is_some` for `cache_none = false`.
+pub fn is_some<T>(v: &Option<T>) -> bool {
+    v.is_some()
+}
+
+/// The creator and its arguments, taken out once by whoever runs it.
+struct Pending<A, F>(Option<(A, F)>);
+
+impl<A, F> Pending<A, F> {
+    fn run<R>(&mut self) -> R
+    where
+        F: FnOnce(A) -> R,
+    {
+        let (args, create) = self.0.take().expect("the creator runs once");
+        create(args)
+    }
+
+    /// After a cache error: the region fails only before running the
+    /// creator (a failed write after creation is logged, not returned), so
+    /// the creator is still here and the function's own result is returned.
+    #[cold]
+    fn fail_open<R>(&mut self, site: &Site, error: &Error) -> R
+    where
+        F: FnOnce(A) -> R,
+    {
+        site.cache_failed(error);
+        self.run()
+    }
+}
+
+/// A call of an infallible `#[cached]` function.
+#[inline]
+pub fn call<A, C: CacheValue>(
+    site: &'static Site,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: impl FnOnce(A) -> C,
+) -> C {
+    let Some(slot) = site.slot() else { return site.uncached(args, create) };
+    let guard = slot.current.load();
+    if let Some(region) = &*guard {
+        return call_in(site, region, None, args, write, create);
+    }
+    drop(guard);
+    match slot.apply_defaults() {
+        Some(region) => call_in(site, &region, None, args, write, create),
+        None => site.uncached(args, create),
+    }
+}
+
+/// [`call`] with options (expiration, should-cache).
+#[inline]
+pub fn call_with<A, C: CacheValue>(
+    site: &'static Site,
+    options: fn() -> CreateOptions<C>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: impl FnOnce(A) -> C,
+) -> C {
+    let Some(slot) = site.slot() else { return site.uncached(args, create) };
+    let guard = slot.current.load();
+    if let Some(region) = &*guard {
+        return call_in(site, region, Some(options), args, write, create);
+    }
+    drop(guard);
+    match slot.apply_defaults() {
+        Some(region) => call_in(site, &region, Some(options), args, write, create),
+        None => site.uncached(args, create),
+    }
+}
+
+#[inline]
+fn call_in<A, C: CacheValue>(
+    site: &'static Site,
+    region: &Region,
+    options: Option<fn() -> CreateOptions<C>>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: impl FnOnce(A) -> C,
+) -> C {
+    with_key(site, args, write, |key, args| {
+        let mut pending = Pending(Some((args, create)));
+        let r = match options {
+            None => region.get_or_create(key, || pending.run()),
+            Some(o) => region.get_or_create_with(key, site.options(o).get(), || pending.run()),
+        };
+        match r {
+            Ok(v) => v,
+            Err(e) => pending.fail_open(site, &e),
+        }
+    })
+}
+
+impl Site {
+    /// No declared region: the function runs uncached.
+    #[cold]
+    fn uncached<A, R>(&self, args: A, create: impl FnOnce(A) -> R) -> R {
+        self.count_uncached();
+        create(args)
+    }
+}
+
+/// A call of a `#[cached]` function returning `Result`: only `Ok` is
+/// stored, an `Err` is returned as is.
+#[inline]
+pub fn try_call<A, C: CacheValue, E>(
+    site: &'static Site,
+    options: Option<fn() -> CreateOptions<C>>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: impl FnOnce(A) -> Result<C, E>,
+) -> Result<C, E> {
+    let Some(slot) = site.slot() else { return site.uncached(args, create) };
+    let guard = slot.current.load();
+    if let Some(region) = &*guard {
+        return try_call_in(site, region, options, args, write, create);
+    }
+    drop(guard);
+    match slot.apply_defaults() {
+        Some(region) => try_call_in(site, &region, options, args, write, create),
+        None => site.uncached(args, create),
+    }
+}
+
+#[inline]
+fn try_call_in<A, C: CacheValue, E>(
+    site: &'static Site,
+    region: &Region,
+    options: Option<fn() -> CreateOptions<C>>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: impl FnOnce(A) -> Result<C, E>,
+) -> Result<C, E> {
+    with_key(site, args, write, |key, args| {
+        let mut pending = Pending(Some((args, create)));
+        let r = match options {
+            None => region.try_get_or_create(key, || pending.run()),
+            Some(o) => region.try_get_or_create_with(key, site.options(o).get(), || pending.run()),
+        };
+        match r {
+            Ok(v) => Ok(v),
+            Err(TryCreateError::Creator(e)) => Err(e),
+            Err(TryCreateError::Cache(e)) => pending.fail_open(site, &e),
+        }
+    })
+}
+
+/// The async twin of [`call`] and [`call_with`].
+pub async fn call_async<A, C, F, Fut>(
+    site: &'static Site,
+    options: Option<fn() -> CreateOptions<C>>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: F,
+) -> C
+where
+    C: CacheValue,
+    F: FnOnce(A) -> Fut,
+    Fut: Future<Output = C>,
+{
+    let Some(region) = site.region() else { return create(args).await };
+    let key = key(site, &args, |args, out| write(args, out));
+    let mut pending = Pending(Some((args, create)));
+    let r = match options {
+        None => region.get_or_create_async(&key, || pending.run()).await,
+        Some(o) => region.get_or_create_async_with(&key, site.options(o).get(), || pending.run()).await,
+    };
+    match r {
+        Ok(v) => v,
+        Err(e) => pending.fail_open(site, &e).await,
+    }
+}
+
+/// The async twin of [`try_call`].
+pub async fn try_call_async<A, C, E, F, Fut>(
+    site: &'static Site,
+    options: Option<fn() -> CreateOptions<C>>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: F,
+) -> Result<C, E>
+where
+    C: CacheValue,
+    F: FnOnce(A) -> Fut,
+    Fut: Future<Output = Result<C, E>>,
+{
+    let Some(region) = site.region() else { return create(args).await };
+    let key = key(site, &args, |args, out| write(args, out));
+    let mut pending = Pending(Some((args, create)));
+    let r = match options {
+        None => region.try_get_or_create_async(&key, || pending.run()).await,
+        Some(o) => region.try_get_or_create_async_with(&key, site.options(o).get(), || pending.run()).await,
+    };
+    match r {
+        Ok(v) => Ok(v),
+        Err(TryCreateError::Creator(e)) => Err(e),
+        Err(TryCreateError::Cache(e)) => pending.fail_open(site, &e).await,
+    }
+}
+
+fn owned_region(site: &'static Site) -> Option<Region> {
+    site.slot().and_then(Slot::region)
+}
+
+fn log_failure(site: &'static Site, what: &str, r: Result<(), Error>) {
+    if let Err(e) = r {
+        site.cache_failed(&e);
+        tracing::debug!(function = site.function, companion = what, "companion could not reach the cache");
+    }
+}
+
+/// `f::invalidate`: deletes the entry.
+pub fn invalidate<A>(site: &'static Site, args: A, write: impl FnOnce(&A, &mut String)) {
+    if let Some(region) = owned_region(site) {
+        log_failure(site, "invalidate", region.delete(&key(site, args, write)));
+    }
+}
+
+/// `f::invalidate` of an async function.
+pub async fn invalidate_async<A>(site: &'static Site, args: A, write: impl FnOnce(&A, &mut String)) {
+    if let Some(region) = owned_region(site) {
+        let r = region.delete_async(&key(site, args, write)).await;
+        log_failure(site, "invalidate", r);
+    }
+}
+
+/// `f::get`: the cached value if present and fresh by the function's
+/// expiration.
+pub fn get<A, C: CacheValue>(
+    site: &'static Site,
+    expiration: Option<Expiration>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+) -> Option<C> {
+    let region = owned_region(site)?;
+    let key = key(site, args, write);
+    let Some(exp) = expiration else {
+        return region.get(&key).unwrap_or_else(|e| {
+            site.cache_failed(&e);
+            None
+        });
+    };
+    // The function's own expiration differs from the region's: judge the
+    // entry's age here. An entry the region calls expired although it is
+    // young enough by the region's rule was soft-invalidated.
+    let entry = match region.get_entry::<C>(&key) {
+        Ok(e) => e?,
+        Err(e) => {
+            site.cache_failed(&e);
+            return None;
+        }
+    };
+    let too_old = |exp: Expiration| match exp {
+        Expiration::Never => false,
+        Expiration::After(d) => d.is_zero() || entry.age > d,
+    };
+    let soft_invalidated = entry.expired && !too_old(region.expiration());
+    (!soft_invalidated && !too_old(exp)).then_some(entry.value)
+}
+
+/// `f::get` of an async function.
+pub async fn get_async<A, C: CacheValue>(
+    site: &'static Site,
+    expiration: Option<Expiration>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+) -> Option<C> {
+    if expiration.is_some() {
+        return get(site, expiration, args, write);
+    }
+    let region = owned_region(site)?;
+    region.get_async(&key(site, args, write)).await.unwrap_or_else(|e| {
+        site.cache_failed(&e);
+        None
+    })
+}
+
+/// `f::set`: stores `value` as if the function had returned it.
+pub fn set<A, C: CacheValue>(site: &'static Site, value: C, args: A, write: impl FnOnce(&A, &mut String)) {
+    if let Some(region) = owned_region(site) {
+        log_failure(site, "set", region.set(&key(site, args, write), value));
+    }
+}
+
+/// `f::set` of an async function.
+pub async fn set_async<A, C: CacheValue>(site: &'static Site, value: C, args: A, write: impl FnOnce(&A, &mut String)) {
+    if let Some(region) = owned_region(site) {
+        let r = region.set_async(&key(site, args, write), value).await;
+        log_failure(site, "set", r);
+    }
+}
+
+fn store_refreshed<C: CacheValue>(site: &'static Site, should_cache: Option<fn(&C) -> bool>, key: &str, value: &C) {
+    if should_cache.is_none_or(|p| p(value))
+        && let Some(region) = owned_region(site)
+    {
+        log_failure(site, "refresh", region.set(key, value.clone()));
+    }
+}
+
+/// `f::refresh`: runs the function and stores its value (when the
+/// should-cache rule accepts it).
+pub fn refresh<A, C: CacheValue>(
+    site: &'static Site,
+    should_cache: Option<fn(&C) -> bool>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: impl FnOnce(A) -> C,
+) -> C {
+    let key = key(site, &args, |args, out| write(args, out));
+    let value = create(args);
+    store_refreshed(site, should_cache, &key, &value);
+    value
+}
+
+/// `f::refresh` of a function returning `Result`: stores an `Ok` value.
+pub fn try_refresh<A, C: CacheValue, E>(
+    site: &'static Site,
+    should_cache: Option<fn(&C) -> bool>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: impl FnOnce(A) -> Result<C, E>,
+) -> Result<C, E> {
+    let key = key(site, &args, |args, out| write(args, out));
+    let result = create(args);
+    if let Ok(value) = &result {
+        store_refreshed(site, should_cache, &key, value);
+    }
+    result
+}
+
+/// `f::refresh` of an async function.
+pub async fn refresh_async<A, C, F, Fut>(
+    site: &'static Site,
+    should_cache: Option<fn(&C) -> bool>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: F,
+) -> C
+where
+    C: CacheValue,
+    F: FnOnce(A) -> Fut,
+    Fut: Future<Output = C>,
+{
+    let key = key(site, &args, |args, out| write(args, out));
+    let value = create(args).await;
+    if should_cache.is_none_or(|p| p(&value))
+        && let Some(region) = owned_region(site)
+    {
+        let r = region.set_async(&key, value.clone()).await;
+        log_failure(site, "refresh", r);
+    }
+    value
+}
+
+/// `f::refresh` of an async function returning `Result`.
+pub async fn try_refresh_async<A, C, E, F, Fut>(
+    site: &'static Site,
+    should_cache: Option<fn(&C) -> bool>,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+    create: F,
+) -> Result<C, E>
+where
+    C: CacheValue,
+    F: FnOnce(A) -> Fut,
+    Fut: Future<Output = Result<C, E>>,
+{
+    let key = key(site, &args, |args, out| write(args, out));
+    let result = create(args).await;
+    if let Ok(value) = &result
+        && should_cache.is_none_or(|p| p(value))
+        && let Some(region) = owned_region(site)
+    {
+        let r = region.set_async(&key, value.clone()).await;
+        log_failure(site, "refresh", r);
+    }
+    result
+}
