@@ -10,7 +10,8 @@
 //!
 //! Run everything with `scripts/bench` (it also prints medians and ratios);
 //! `cargo bench --bench memory -- w1` runs one workload. Setting
-//! `DOGPILE_BENCH_PROFILE=w1` runs only dogpile's W1 hit loop, for
+//! `DOGPILE_BENCH_PROFILE=w1` (or `w1:moka`, `w1:quick_cache-expiry`...)
+//! runs only that contender's W1 hit loop, for `perf record` or
 //! `valgrind --tool=callgrind`.
 
 mod common;
@@ -45,6 +46,9 @@ fn hit_timing(g: &mut BenchmarkGroup<'_, WallTime>) {
         g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     }
 }
+
+/// One contender's call for key number `k`, boxed.
+type Call<'a> = Box<dyn Fn(u64) -> String + Sync + 'a>;
 
 /// Prefilled contenders for W1 and W2, built once.
 struct Hit {
@@ -82,7 +86,7 @@ impl Hit {
     }
 
     /// The contenders as (name, one call for key number `k`).
-    fn contenders(&self) -> Vec<(&'static str, Box<dyn Fn(u64) -> String + Sync + '_>)> {
+    fn contenders(&self) -> Vec<(&'static str, Call<'_>)> {
         let miss = |k: u64| -> String { panic!("W1 key {k} should be a hit") };
         vec![
             ("dogpile", Box::new(move |k| self.dogpile.get_or_create(&self.keys[k as usize], || miss(k)))),
@@ -331,24 +335,45 @@ fn w4() {
     write_result("w4.tsv", &tsv);
 }
 
-/// `DOGPILE_BENCH_PROFILE=w1`: dogpile's W1 hit loop alone, for a profiler.
-fn profile_w1() {
-    let hit = Hit::new();
-    let calls: u64 = std::env::var("DOGPILE_BENCH_CALLS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let miss = |k: u64| -> String { panic!("W1 key {k} should be a hit") };
-    let f = |k: u64| hit.dogpile.get_or_create(&hit.keys[k as usize], || miss(k));
+/// Runs `calls` W1 hits through `f` and prints the time per call.
+fn profile_loop<F: Fn(u64) -> String>(name: &str, order: &[u64], calls: u64, f: F) {
     let mut i = 0;
     let start = Instant::now();
     for _ in 0..calls {
-        black_box(step(&hit.order, &mut i, &f));
+        black_box(step(order, &mut i, &f));
     }
     let ns = start.elapsed().as_nanos() as f64 / calls as f64;
-    println!("dogpile W1: {calls} hits, {ns:.1} ns per call");
+    println!("{name} W1: {calls} hits, {ns:.1} ns per call");
+}
+
+/// `DOGPILE_BENCH_PROFILE=w1[:CONTENDER]`: one contender's W1 hit loop
+/// alone (default dogpile), for a profiler; `DOGPILE_BENCH_CALLS` sets the
+/// number of calls.
+fn profile_w1(which: &str) {
+    let hit = Hit::new();
+    let calls: u64 = std::env::var("DOGPILE_BENCH_CALLS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let miss = |k: u64| -> String { panic!("W1 key {k} should be a hit") };
+    let (order, keys) = (&hit.order, &hit.keys);
+    match which {
+        "dogpile" => profile_loop(which, order, calls, |k| hit.dogpile.get_or_create(&keys[k as usize], || miss(k))),
+        "moka" => profile_loop(which, order, calls, |k| hit.moka.get_or_create(k, || miss(k))),
+        "cached" => profile_loop(which, order, calls, cached_hit),
+        "quick_cache-expiry" => profile_loop(which, order, calls, |k| hit.qc_expiry.get_or_create(&k, || miss(k))),
+        "quick_cache-expiry-strkey" => profile_loop(which, order, calls, |k| {
+            hit.qc_expiry_str.get_or_create(keys[k as usize].as_str(), || miss(k))
+        }),
+        "quick_cache-get" => profile_loop(which, order, calls, |k| hit.qc_plain.get(k).expect("prefilled")),
+        "dogpile-get" => profile_loop(which, order, calls, |k| hit.dogpile.get(&keys[k as usize]).expect("prefilled")),
+        other => panic!("unknown contender {other:?} in DOGPILE_BENCH_PROFILE"),
+    }
 }
 
 fn main() {
-    if std::env::var("DOGPILE_BENCH_PROFILE").is_ok_and(|v| v == "w1") {
-        profile_w1();
+    if let Ok(spec) = std::env::var("DOGPILE_BENCH_PROFILE") {
+        let which = spec.strip_prefix("w1").map(|rest| rest.trim_start_matches(':')).unwrap_or_else(|| {
+            panic!("DOGPILE_BENCH_PROFILE supports w1[:CONTENDER], not {spec:?}");
+        });
+        profile_w1(if which.is_empty() { "dogpile" } else { which });
         return;
     }
     let listing = std::env::args().any(|a| a == "--list");
