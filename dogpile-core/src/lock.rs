@@ -266,7 +266,12 @@ mod loom_tests {
     /// waiter is woken (loom reports a deadlock if a wake-up is lost).
     #[test]
     fn single_creator_no_lost_wakeup() {
-        loom::model(|| {
+        // Unbounded, three threads through event-listener's internals do not
+        // finish in 18 minutes; 3 preemptions take seconds, 4 about a minute.
+        // LOOM_MAX_PREEMPTIONS overrides.
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound.get_or_insert(3);
+        model.check(|| {
             let locks = KeyLocks::new();
             let created = Arc::new(AtomicBool::new(false));
             let creations = Arc::new(AtomicUsize::new(0));
