@@ -268,7 +268,7 @@ fn named_b(id: u32) -> u32 {
     id + 1000
 }
 
-#[cached(region = "macros_options", should_cache = |v: &u32| *v % 2 == 0)]
+#[cached(region = "macros_options", should_cache = |v: &u32| v.is_multiple_of(2))]
 fn even_only(id: u32) -> u32 {
     OPTION_CALLS.fetch_add(1, Ordering::SeqCst);
     id

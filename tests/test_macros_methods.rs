@@ -133,7 +133,7 @@ mod billing {
     impl Account {
         #[dogpile::cached(region = "methods")]
         pub(crate) fn balance(&self, id: u32) -> i64 {
-            i64::from(id) * -1
+            -i64::from(id)
         }
     }
 }

@@ -148,7 +148,7 @@ pub(crate) fn analyze(ctx: &mut Ctx, opts: &Options, item: ItemFn) -> Option<Fun
                         ),
                     );
                 }
-                let skipped = opts.skip.iter().any(|s| *s == ident);
+                let skipped = opts.skip.contains(&ident);
                 args.push(Arg { ident, ty: (*pt.ty).clone(), skipped });
             }
         }
