@@ -2,6 +2,8 @@
 //! cached 4.x and quick_cache 0.7 in the same run.
 //!
 //! - `w1_hit`: one thread, 1,000 prefilled fresh keys, one call.
+//! - `w1_interleaved` (custom, after criterion): W1 in batches, the
+//!   contenders' order rotating each round, as a noise check.
 //! - `w2_hit2`: two threads doing W1; criterion's time is per pair of calls.
 //! - `w3_cold_stampede`: 64 threads, one missing key, 100 ms creator; the time
 //!   is the wall time until all 64 hold a value; creator calls are recorded.
@@ -16,18 +18,17 @@
 
 mod common;
 
+use common::hit::{Hit, Visit, hit_loop, interleaved, step};
 use common::peers::{
-    CACHED_COLD_CREATOR, CACHED_TTL_CREATOR, Dogpile, Moka, QuickCacheExpiry, QuickCachePlain, TTL_MILLIS, cached_cold,
-    cached_hit, cached_ttl,
+    CACHED_COLD_CREATOR, CACHED_TTL_CREATOR, Dogpile, Moka, QuickCacheExpiry, TTL_MILLIS, cached_cold, cached_ttl,
 };
 use common::{
     Creator, KEYS, Round, THREADS, bench_mode, key_str, quantile, quick_mode, selected, stampede, value_for,
-    visit_order, write_result,
+    write_result,
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use std::fmt::Write as _;
-use std::hint::black_box;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -47,124 +48,64 @@ fn hit_timing(g: &mut BenchmarkGroup<'_, WallTime>) {
     }
 }
 
-/// One contender's call for key number `k`, boxed.
-type Call<'a> = Box<dyn Fn(u64) -> String + Sync + 'a>;
-
-/// Prefilled contenders for W1 and W2, built once.
-struct Hit {
-    keys: Vec<String>,
-    order: Vec<u64>,
-    dogpile: Dogpile,
-    moka: Moka,
-    qc_expiry: QuickCacheExpiry<u64>,
-    qc_expiry_str: QuickCacheExpiry<String>,
-    qc_plain: QuickCachePlain,
+/// W1: registers each contender's criterion benchmark.
+struct W1<'a, 'g> {
+    g: &'a mut BenchmarkGroup<'g, WallTime>,
+    order: &'a [u64],
 }
 
-impl Hit {
-    fn new() -> Self {
-        let hit = Self {
-            keys: (0..KEYS as u64).map(key_str).collect(),
-            order: visit_order(),
-            dogpile: Dogpile::new(HOUR),
-            moka: Moka::new(HOUR),
-            qc_expiry: QuickCacheExpiry::new(HOUR),
-            qc_expiry_str: QuickCacheExpiry::new(HOUR),
-            qc_plain: QuickCachePlain::new(),
-        };
-        for k in 0..KEYS as u64 {
-            let key = hit.keys[k as usize].as_str();
-            let v = value_for("v", k);
-            assert_eq!(hit.dogpile.get_or_create(key, || v.clone()), v);
-            assert_eq!(hit.moka.get_or_create(k, || v.clone()), v);
-            assert_eq!(hit.qc_expiry.get_or_create(&k, || v.clone()), v);
-            assert_eq!(hit.qc_expiry_str.get_or_create(key, || v.clone()), v);
-            hit.qc_plain.insert(k, v.clone());
-            assert_eq!(cached_hit(k), v);
-        }
-        hit
+impl<'h> Visit<'h> for W1<'_, '_> {
+    fn visit<F: Fn(u64) -> String + Sync + 'h>(&mut self, name: &'static str, f: F) {
+        let order = self.order;
+        self.g.bench_function(name, |b| {
+            let mut i = 0;
+            b.iter(|| step(order, &mut i, &f));
+        });
     }
-
-    /// The contenders as (name, one call for key number `k`).
-    fn contenders(&self) -> Vec<(&'static str, Call<'_>)> {
-        let miss = |k: u64| -> String { panic!("W1 key {k} should be a hit") };
-        vec![
-            ("dogpile", Box::new(move |k| self.dogpile.get_or_create(&self.keys[k as usize], || miss(k)))),
-            ("moka", Box::new(move |k| self.moka.get_or_create(k, || miss(k)))),
-            ("cached", Box::new(cached_hit)),
-            ("quick_cache-expiry", Box::new(move |k| self.qc_expiry.get_or_create(&k, || miss(k)))),
-            (
-                "quick_cache-expiry-strkey",
-                Box::new(move |k| self.qc_expiry_str.get_or_create(self.keys[k as usize].as_str(), || miss(k))),
-            ),
-            ("quick_cache-get", Box::new(move |k| self.qc_plain.get(k).expect("prefilled"))),
-            ("dogpile-get", Box::new(move |k| self.dogpile.get(&self.keys[k as usize]).expect("prefilled"))),
-        ]
-    }
-}
-
-/// Calls `f` on the next key of the visit order; `i` is the cursor.
-#[inline(always)]
-fn step<F: Fn(u64) -> String + ?Sized>(order: &[u64], i: &mut usize, f: &F) -> String {
-    let k = order[*i];
-    *i += 1;
-    if *i == KEYS {
-        *i = 0;
-    }
-    f(k)
-}
-
-/// Registers one W1 benchmark. Generic so that each contender's call is
-/// inlined into its own loop (no dynamic call in the timed path).
-fn w1_one<F: Fn(u64) -> String>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, order: &[u64], f: F) {
-    g.bench_function(name, |b| {
-        let mut i = 0;
-        b.iter(|| step(order, &mut i, &f));
-    });
 }
 
 fn w1(c: &mut Criterion, hit: &Hit) {
     let mut g = c.benchmark_group("w1_hit");
     hit_timing(&mut g);
-    let order = &hit.order;
-    let keys = &hit.keys;
-    let miss = |k: u64| -> String { panic!("W1 key {k} should be a hit") };
-    w1_one(&mut g, "dogpile", order, |k| hit.dogpile.get_or_create(&keys[k as usize], || miss(k)));
-    w1_one(&mut g, "moka", order, |k| hit.moka.get_or_create(k, || miss(k)));
-    w1_one(&mut g, "cached", order, cached_hit);
-    w1_one(&mut g, "quick_cache-expiry", order, |k| hit.qc_expiry.get_or_create(&k, || miss(k)));
-    w1_one(&mut g, "quick_cache-expiry-strkey", order, |k| {
-        hit.qc_expiry_str.get_or_create(keys[k as usize].as_str(), || miss(k))
-    });
-    w1_one(&mut g, "quick_cache-get", order, |k| hit.qc_plain.get(k).expect("prefilled"));
-    w1_one(&mut g, "dogpile-get", order, |k| hit.dogpile.get(&keys[k as usize]).expect("prefilled"));
+    hit.each(&mut W1 { g: &mut g, order: &hit.order });
     g.finish();
 }
 
 /// Two threads, `iters` calls each, started together; the wall time from the
 /// first start to the last finish.
-fn two_threads(iters: u64, order: &[u64], f: &(dyn Fn(u64) -> String + Sync)) -> Duration {
+fn two_threads<F: Fn(u64) -> String + Sync>(iters: u64, order: &[u64], f: &F) -> Duration {
     let barrier = Barrier::new(2);
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+    let spans: Vec<(Instant, Duration)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..2)
             .map(|t| {
                 let barrier = &barrier;
                 s.spawn(move || {
-                    let mut i = t * KEYS / 2;
                     barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        black_box(step(order, &mut i, f));
-                    }
-                    (start, Instant::now())
+                    (Instant::now(), hit_loop(order, t * KEYS / 2, iters, f))
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("W2 thread panicked")).collect()
     });
     let first = spans.iter().map(|s| s.0).min().expect("two spans");
-    let last = spans.iter().map(|s| s.1).max().expect("two spans");
+    let last = spans.iter().map(|s| s.0 + s.1).max().expect("two spans");
     last - first
+}
+
+/// W2: registers each contender's two-thread benchmark.
+struct W2<'a, 'g> {
+    g: &'a mut BenchmarkGroup<'g, WallTime>,
+    order: &'a [u64],
+}
+
+impl<'h> Visit<'h> for W2<'_, '_> {
+    fn visit<F: Fn(u64) -> String + Sync + 'h>(&mut self, name: &'static str, f: F) {
+        if name == "dogpile-get" || name == "quick_cache-expiry-strkey" {
+            return;
+        }
+        let order = self.order;
+        self.g.bench_function(name, |b| b.iter_custom(|iters| two_threads(iters, order, &f)));
+    }
 }
 
 fn w2(c: &mut Criterion, hit: &Hit) {
@@ -172,13 +113,37 @@ fn w2(c: &mut Criterion, hit: &Hit) {
     hit_timing(&mut g);
     // One iteration is one call on each of the two threads.
     g.throughput(Throughput::Elements(2));
-    for (name, f) in hit.contenders() {
-        if name == "dogpile-get" || name == "quick_cache-expiry-strkey" {
-            continue;
-        }
-        g.bench_function(name, |b| b.iter_custom(|iters| two_threads(iters, &hit.order, &*f)));
-    }
+    hit.each(&mut W2 { g: &mut g, order: &hit.order });
     g.finish();
+}
+
+/// W1 again, outside criterion: batches interleaved across contenders (see
+/// [`interleaved`]), as a check of criterion's medians on a noisy machine.
+fn w1_interleaved(hit: &Hit) {
+    let (rounds, calls) = match (bench_mode(), quick_mode()) {
+        (false, _) => (1, 1_000),
+        (true, true) => (15, 100_000),
+        (true, false) => (41, 200_000),
+    };
+    let results = interleaved(hit, rounds, calls);
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let find = |name: &str| results.iter().find(|r| r.0 == name).map(|r| median(&r.1)).unwrap_or(f64::NAN);
+    let (qc, moka) = (find("quick_cache-expiry"), find("moka"));
+    println!("\nW1 interleaved: {rounds} rounds of {calls} hits per contender, rotating order (ns per call)");
+    println!("  {:<26} {:>9} {:>9} {:>9} {:>8} {:>8}", "contender", "median", "min", "max", "vs qc-e", "vs moka");
+    let mut tsv = String::from("contender\trounds\tmedian_ns\tmin_ns\tmax_ns\n");
+    for (name, v) in &results {
+        let m = median(v);
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(0.0, f64::max);
+        println!("  {name:<26} {m:>9.1} {min:>9.1} {max:>9.1} {:>7.2}x {:>7.2}x", m / qc, m / moka);
+        let _ = writeln!(tsv, "{name}\t{rounds}\t{m:.2}\t{min:.2}\t{max:.2}");
+    }
+    write_result("w1_interleaved.tsv", &tsv);
 }
 
 /// Creator calls per W3 round, by contender.
@@ -335,15 +300,23 @@ fn w4() {
     write_result("w4.tsv", &tsv);
 }
 
-/// Runs `calls` W1 hits through `f` and prints the time per call.
-fn profile_loop<F: Fn(u64) -> String>(name: &str, order: &[u64], calls: u64, f: F) {
-    let mut i = 0;
-    let start = Instant::now();
-    for _ in 0..calls {
-        black_box(step(order, &mut i, &f));
+/// Runs one named contender's W1 hit loop (see [`profile_w1`]).
+struct Profile<'a> {
+    which: &'a str,
+    order: &'a [u64],
+    calls: u64,
+    found: bool,
+}
+
+impl<'h> Visit<'h> for Profile<'_> {
+    fn visit<F: Fn(u64) -> String + Sync + 'h>(&mut self, name: &'static str, f: F) {
+        if name == self.which {
+            self.found = true;
+            let took = hit_loop(self.order, 0, self.calls, &f);
+            let ns = took.as_nanos() as f64 / self.calls.max(1) as f64;
+            println!("{name} W1: {} hits, {ns:.1} ns per call", self.calls);
+        }
     }
-    let ns = start.elapsed().as_nanos() as f64 / calls as f64;
-    println!("{name} W1: {calls} hits, {ns:.1} ns per call");
 }
 
 /// `DOGPILE_BENCH_PROFILE=w1[:CONTENDER]`: one contender's W1 hit loop
@@ -352,20 +325,9 @@ fn profile_loop<F: Fn(u64) -> String>(name: &str, order: &[u64], calls: u64, f: 
 fn profile_w1(which: &str) {
     let hit = Hit::new();
     let calls: u64 = std::env::var("DOGPILE_BENCH_CALLS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let miss = |k: u64| -> String { panic!("W1 key {k} should be a hit") };
-    let (order, keys) = (&hit.order, &hit.keys);
-    match which {
-        "dogpile" => profile_loop(which, order, calls, |k| hit.dogpile.get_or_create(&keys[k as usize], || miss(k))),
-        "moka" => profile_loop(which, order, calls, |k| hit.moka.get_or_create(k, || miss(k))),
-        "cached" => profile_loop(which, order, calls, cached_hit),
-        "quick_cache-expiry" => profile_loop(which, order, calls, |k| hit.qc_expiry.get_or_create(&k, || miss(k))),
-        "quick_cache-expiry-strkey" => profile_loop(which, order, calls, |k| {
-            hit.qc_expiry_str.get_or_create(keys[k as usize].as_str(), || miss(k))
-        }),
-        "quick_cache-get" => profile_loop(which, order, calls, |k| hit.qc_plain.get(k).expect("prefilled")),
-        "dogpile-get" => profile_loop(which, order, calls, |k| hit.dogpile.get(&keys[k as usize]).expect("prefilled")),
-        other => panic!("unknown contender {other:?} in DOGPILE_BENCH_PROFILE"),
-    }
+    let mut p = Profile { which, order: &hit.order, calls, found: false };
+    hit.each(&mut p);
+    assert!(p.found, "unknown contender {which:?} in DOGPILE_BENCH_PROFILE");
 }
 
 fn main() {
@@ -383,6 +345,9 @@ fn main() {
     w2(&mut c, &hit);
     w3(&mut c);
     c.final_summary();
+    if !listing && selected("w1_interleaved") {
+        w1_interleaved(&hit);
+    }
     if !listing && selected("w4_expired_stampede") {
         w4();
     }

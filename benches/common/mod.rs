@@ -2,6 +2,7 @@
 //! creator, the stampede harness (64 threads behind a barrier) and result
 //! files for `scripts/bench`.
 
+pub(crate) mod hit;
 pub(crate) mod peers;
 
 use std::cell::Cell;
