@@ -260,7 +260,7 @@ pub fn replace_region(region: Region) -> Result<(), Error> {
 /// any error nothing is configured, and the error lists every problem.
 pub fn configure_all(config: CacheConfig) -> Result<(), Error> {
     let items: Vec<_> = config.regions.into_iter().map(|(name, cfg)| (name, cfg, None)).collect();
-    apply(items)
+    apply(items, Vec::new())
 }
 
 /// Configures regions from a TOML document of `[regions.<name>]` tables
@@ -289,14 +289,15 @@ pub fn configure_all(config: CacheConfig) -> Result<(), Error> {
 /// # Ok::<(), dogpile::Error>(())
 /// ```
 pub fn configure_from_toml(toml: &str) -> Result<(), Error> {
-    let items = parse::from_toml(toml).map_err(Error::Config)?;
-    apply(items)
+    let (items, problems) = parse::from_toml(toml).map_err(Error::Config)?;
+    apply(items, problems)
 }
 
-/// Checks every item, then installs them all. `line` is the line of the
+/// Checks every item, then installs them all, unless there is any problem
+/// (`problems` holds those found while parsing). `line` is the line of the
 /// region's table (for messages).
-fn apply(items: Vec<(String, RegionConfig, Option<usize>)>) -> Result<(), Error> {
-    let mut problems = Vec::new();
+fn apply(items: Vec<(String, RegionConfig, Option<usize>)>, mut problems: Vec<String>) -> Result<(), Error> {
+    let parse_problems = problems.len();
     let mut ready = Vec::new();
     for (name, cfg, line) in &items {
         let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
@@ -309,6 +310,11 @@ fn apply(items: Vec<(String, RegionConfig, Option<usize>)>) -> Result<(), Error>
         };
         if !cfg.replace && *slot.explicit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
             problems.push(format!("region `{name}`{at} is already configured; add `replace = true` to replace it"));
+            continue;
+        }
+        if parse_problems > 0 {
+            // Settings with errors were replaced by defaults: only the
+            // checks above apply to them.
             continue;
         }
         match cfg.build(name, slot) {

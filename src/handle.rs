@@ -56,20 +56,18 @@ macro_rules! region {
             ::core::module_path!(),
             ::core::file!(),
             ::core::line!(),
-            $crate::__private::RegionDefaults {
-                $( $key: $crate::region!(@option $key $value), )*
-                ..$crate::__private::RegionDefaults::NONE
-            },
+            $crate::__private::RegionDefaults::NONE
+                $( .with($crate::region!(@option $key $value)) )*,
         );
         $crate::__private::inventory::submit! {
             $crate::__private::Registration::Region(&$ident)
         }
     };
     (@option backend $value:expr) => {
-        ::core::option::Option::Some(|| $crate::__private::arc_backend($value))
+        $crate::__private::RegionDefault::Backend(|| $crate::__private::arc_backend($value))
     };
     (@option expiration $value:expr) => {
-        ::core::option::Option::Some(|| $crate::__private::into_expiration($value))
+        $crate::__private::RegionDefault::Expiration(|| $crate::__private::into_expiration($value))
     };
     (@option $other:ident $value:expr) => {
         ::core::compile_error!(::core::concat!(
@@ -89,6 +87,21 @@ pub struct RegionDefaults {
 impl RegionDefaults {
     /// No defaults.
     pub const NONE: RegionDefaults = RegionDefaults { backend: None, expiration: None };
+
+    /// Adds one default.
+    pub const fn with(self, default: RegionDefault) -> Self {
+        match default {
+            RegionDefault::Backend(b) => RegionDefaults { backend: Some(b), ..self },
+            RegionDefault::Expiration(e) => RegionDefaults { expiration: Some(e), ..self },
+        }
+    }
+}
+
+/// One option of a `region!` declaration. Not a stable API.
+#[doc(hidden)]
+pub enum RegionDefault {
+    Backend(fn() -> Arc<dyn Backend>),
+    Expiration(fn() -> Expiration),
 }
 
 /// A region declared with [`region!`](crate::region): a static handle that

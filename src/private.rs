@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-pub use crate::handle::RegionDefaults;
+pub use crate::handle::{RegionDefault, RegionDefaults};
 pub use dogpile_core::Backend;
 pub use inventory;
 pub use std::string::String;

@@ -495,3 +495,23 @@ fn a_cached_function_may_call_another() {
     assert_eq!(outer::get(1), Some(1202));
     assert_eq!(inner::get(11), Some(12));
 }
+
+// ----- a re-exported dogpile -----
+
+mod deps {
+    pub(crate) use ::dogpile;
+}
+
+dogpile::region!(REEXPORTED, "macros_reexported", backend = MemoryBackend::new());
+
+#[cached(region = "macros_reexported", crate = "crate::deps::dogpile")]
+fn through_a_reexport(id: u32) -> u32 {
+    id + 7
+}
+
+#[test]
+fn the_crate_option_points_the_expansion_at_a_reexport() {
+    assert_eq!(through_a_reexport(1), 8);
+    assert_eq!(through_a_reexport::get(1), Some(8));
+    let _ = &REEXPORTED;
+}

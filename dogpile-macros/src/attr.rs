@@ -199,6 +199,10 @@ pub(crate) fn parse(ctx: &mut Ctx, args: TokenStream) -> Options {
                 Some(v) => {
                     if let Some(s) = lit_str(ctx, v, "crate") {
                         match s.parse::<Path>() {
+                            Ok(p) if p.segments.first().is_some_and(|f| f.ident == "self" || f.ident == "super") => {
+                                ctx.error(&s, "`crate` must not start with `self` or `super` (the companions live in a \
+                                               module of their own): write `crate::...` or `::...`");
+                            }
                             Ok(p) => opts.krate = Some(p),
                             Err(_) => ctx.error(&s, "`crate` expects a path, as in `crate = \"my_crate::dogpile\"`"),
                         }

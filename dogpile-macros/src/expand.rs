@@ -170,8 +170,9 @@ impl<'a> Gen<'a> {
             let span = key.span();
             body.extend(quote_spanned!(span=> #krate::__private::write_arg(#key_var, &(#key));));
         } else {
-            if self.opts.include_self.is_some() {
-                body.extend(quote!(#krate::__private::write_arg(#key_var, #self_var);));
+            if let (Some(_), Kind::Associated { receiver: Some(r) }) = (self.opts.include_self, &self.func.kind) {
+                let span = r.span();
+                body.extend(quote_spanned!(span=> #krate::__private::write_arg(#key_var, #self_var);));
             }
             for arg in self.func.args.iter().filter(|a| !a.skipped) {
                 let ident = &arg.ident;

@@ -106,7 +106,7 @@ fn line_of(text: &str, at: usize) -> usize {
 /// Parses a TOML document of `[regions.<name>]` tables into each region's
 /// name, settings and the line of its table. Every problem is reported,
 /// each naming the region, the field and the line.
-pub(crate) fn from_toml(text: &str) -> Result<Vec<(String, RegionConfig, Option<usize>)>, String> {
+pub(crate) fn from_toml(text: &str) -> Result<(Vec<(String, RegionConfig, Option<usize>)>, Vec<String>), String> {
     let doc = DeTable::parse(text).map_err(|e| {
         let at = e.span().map(|s| format!(" (line {})", line_of(text, s.start))).unwrap_or_default();
         format!("invalid TOML{at}: {}", e.message())
@@ -130,11 +130,15 @@ pub(crate) fn from_toml(text: &str) -> Result<Vec<(String, RegionConfig, Option<
             let name_line = line_of(text, name.span().start);
             match region(text, name.get_ref(), settings.get_ref()) {
                 Ok(cfg) => items.push((name.get_ref().to_string(), cfg, Some(name_line))),
-                Err(mut errors) => problems.append(&mut errors),
+                Err(mut errors) => {
+                    // Still checked for being declared (with default settings).
+                    items.push((name.get_ref().to_string(), RegionConfig::default(), Some(name_line)));
+                    problems.append(&mut errors);
+                }
             }
         }
     }
-    if problems.is_empty() { Ok(items) } else { Err(problems.join("\n")) }
+    Ok((items, problems))
 }
 
 fn region(text: &str, name: &str, settings: &DeValue<'_>) -> Result<RegionConfig, Vec<String>> {
@@ -160,13 +164,15 @@ fn region(text: &str, name: &str, settings: &DeValue<'_>) -> Result<RegionConfig
             errors.push(format!("region `{name}`, field `{known}` (line {line}): {}", e.message()));
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    match partial.finish() {
+        Ok(cfg) if errors.is_empty() => Ok(cfg),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            let at = lines.iter().find(|(f, _)| *f == e.field).map(|(_, l)| format!(" (line {l})")).unwrap_or_default();
+            errors.push(format!("region `{name}`, field `{}`{at}: {}", e.field, e.message));
+            Err(errors)
+        }
     }
-    partial.finish().map_err(|e| {
-        let at = lines.iter().find(|(f, _)| *f == e.field).map(|(_, l)| format!(" (line {l})")).unwrap_or_default();
-        vec![format!("region `{name}`, field `{}`{at}: {}", e.field, e.message)]
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,5 @@
+// The attribute applies to functions.
+#[dogpile::cached(region = "users")]
+struct Users;
+
+fn main() {}

@@ -1,0 +1,4 @@
+// `region!` takes `backend` and `expiration`.
+dogpile::region!(USERS, "users", capacity = 10);
+
+fn main() {}
