@@ -223,8 +223,20 @@ pub fn write_type_prefix<S: ?Sized>(out: &mut String, method: &str) {
     out.push_str(method);
 }
 
+/// What a `#[cached]` function may return: a [`CacheValue`], named so
+/// that a wrong return type gets one clear message.
+#[diagnostic::on_unimplemented(
+    message = "the return value of a cached function must be cloneable, shareable between threads and serializable",
+    label = "`{Self}` is not `Clone + Send + Sync + Serialize + DeserializeOwned + 'static`",
+    note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` for it, or cache an `Arc` of it"
+)]
+pub trait Cacheable: CacheValue {}
+
+#[diagnostic::do_not_recommend]
+impl<T: CacheValue> Cacheable for T {}
+
 /// Fails to compile, at the return type, when the value cannot be cached.
-pub const fn assert_value<C: CacheValue>() {}
+pub const fn assert_value<C: Cacheable>() {}
 
 /// The return types whose `Ok` alone is cached.
 #[diagnostic::on_unimplemented(
@@ -272,7 +284,7 @@ impl<A, F> Pending<A, F> {
 
 /// A call of an infallible `#[cached]` function.
 #[inline]
-pub fn call<A, C: CacheValue>(
+pub fn call<A, C: Cacheable>(
     site: &'static Site,
     args: A,
     write: impl FnOnce(&A, &mut String),
@@ -292,7 +304,7 @@ pub fn call<A, C: CacheValue>(
 
 /// [`call`] with options (expiration, should-cache).
 #[inline]
-pub fn call_with<A, C: CacheValue>(
+pub fn call_with<A, C: Cacheable>(
     site: &'static Site,
     options: fn() -> CreateOptions<C>,
     args: A,
@@ -345,7 +357,7 @@ impl Site {
 /// A call of a `#[cached]` function returning `Result`: only `Ok` is
 /// stored, an `Err` is returned as is.
 #[inline]
-pub fn try_call<A, C: CacheValue, E>(
+pub fn try_call<A, C: Cacheable, E>(
     site: &'static Site,
     options: Option<fn() -> CreateOptions<C>>,
     args: A,
@@ -396,7 +408,7 @@ pub async fn call_async<A, C, F, Fut>(
     create: F,
 ) -> C
 where
-    C: CacheValue,
+    C: Cacheable,
     F: FnOnce(A) -> Fut,
     Fut: Future<Output = C>,
 {
@@ -422,7 +434,7 @@ pub async fn try_call_async<A, C, E, F, Fut>(
     create: F,
 ) -> Result<C, E>
 where
-    C: CacheValue,
+    C: Cacheable,
     F: FnOnce(A) -> Fut,
     Fut: Future<Output = Result<C, E>>,
 {
@@ -468,7 +480,7 @@ pub async fn invalidate_async<A>(site: &'static Site, args: A, write: impl FnOnc
 
 /// `f::get`: the cached value if present and fresh by the function's
 /// expiration.
-pub fn get<A, C: CacheValue>(
+pub fn get<A, C: Cacheable>(
     site: &'static Site,
     expiration: Option<Expiration>,
     args: A,
@@ -501,7 +513,7 @@ pub fn get<A, C: CacheValue>(
 }
 
 /// `f::get` of an async function.
-pub async fn get_async<A, C: CacheValue>(
+pub async fn get_async<A, C: Cacheable>(
     site: &'static Site,
     expiration: Option<Expiration>,
     args: A,
@@ -518,14 +530,14 @@ pub async fn get_async<A, C: CacheValue>(
 }
 
 /// `f::set`: stores `value` as if the function had returned it.
-pub fn set<A, C: CacheValue>(site: &'static Site, value: C, args: A, write: impl FnOnce(&A, &mut String)) {
+pub fn set<A, C: Cacheable>(site: &'static Site, value: C, args: A, write: impl FnOnce(&A, &mut String)) {
     if let Some(region) = owned_region(site) {
         log_failure(site, "set", region.set(&key(site, args, write), value));
     }
 }
 
 /// `f::set` of an async function.
-pub async fn set_async<A, C: CacheValue>(site: &'static Site, value: C, args: A, write: impl FnOnce(&A, &mut String)) {
+pub async fn set_async<A, C: Cacheable>(site: &'static Site, value: C, args: A, write: impl FnOnce(&A, &mut String)) {
     if let Some(region) = owned_region(site) {
         let r = region.set_async(&key(site, args, write), value).await;
         log_failure(site, "set", r);
@@ -542,7 +554,7 @@ fn store_refreshed<C: CacheValue>(site: &'static Site, should_cache: Option<fn(&
 
 /// `f::refresh`: runs the function and stores its value (when the
 /// should-cache rule accepts it).
-pub fn refresh<A, C: CacheValue>(
+pub fn refresh<A, C: Cacheable>(
     site: &'static Site,
     should_cache: Option<fn(&C) -> bool>,
     args: A,
@@ -556,7 +568,7 @@ pub fn refresh<A, C: CacheValue>(
 }
 
 /// `f::refresh` of a function returning `Result`: stores an `Ok` value.
-pub fn try_refresh<A, C: CacheValue, E>(
+pub fn try_refresh<A, C: Cacheable, E>(
     site: &'static Site,
     should_cache: Option<fn(&C) -> bool>,
     args: A,
@@ -580,7 +592,7 @@ pub async fn refresh_async<A, C, F, Fut>(
     create: F,
 ) -> C
 where
-    C: CacheValue,
+    C: Cacheable,
     F: FnOnce(A) -> Fut,
     Fut: Future<Output = C>,
 {
@@ -604,7 +616,7 @@ pub async fn try_refresh_async<A, C, E, F, Fut>(
     create: F,
 ) -> Result<C, E>
 where
-    C: CacheValue,
+    C: Cacheable,
     F: FnOnce(A) -> Fut,
     Fut: Future<Output = Result<C, E>>,
 {

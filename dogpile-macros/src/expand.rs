@@ -171,8 +171,10 @@ impl<'a> Gen<'a> {
             body.extend(quote_spanned!(span=> #krate::__private::write_arg(#key_var, &(#key));));
         } else {
             if let (Some(_), Kind::Associated { receiver: Some(r) }) = (self.opts.include_self, &self.func.kind) {
-                let span = r.span();
-                body.extend(quote_spanned!(span=> #krate::__private::write_arg(#key_var, #self_var);));
+                // The receiver's own span, so that a missing `CacheKey`
+                // is reported at `self`.
+                let self_here = Ident::new(&self_var.to_string(), r.self_token.span);
+                body.extend(quote_spanned!(r.span()=> #krate::__private::write_arg(#key_var, #self_here);));
             }
             for arg in self.func.args.iter().filter(|a| !a.skipped) {
                 let ident = &arg.ident;
