@@ -83,7 +83,9 @@ impl Region {
     /// returns one value per key in that order. The result has one value per
     /// input key, in input order, duplicates included. Expired keys locked by
     /// another caller are served stale; missing keys locked by another
-    /// caller are waited for and read again, never created twice.
+    /// caller are waited for and read again, never created twice. Keys that
+    /// the key mangler maps to one storage key are one entry: created once,
+    /// under the first of them.
     ///
     /// ```
     /// # use dogpile_core::*;
@@ -123,11 +125,25 @@ impl Region {
         unique.dedup();
         let mut ready: HashMap<&str, T> = HashMap::with_capacity(unique.len());
         let skeys: Vec<Cow<'_, str>> = unique.iter().map(|k| self.storage_key(k)).collect();
-        let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
+        // Locks are per storage key: take them in storage-key order, once per
+        // storage key (a mangler may map several keys to one). The first
+        // caller key of a group stands for it; the others share its value.
+        let mut order: Vec<usize> = (0..unique.len()).collect();
+        order.sort_by(|&a, &b| skeys[a].cmp(&skeys[b]).then(unique[a].cmp(unique[b])));
+        let mut aliases: Vec<(&str, &str)> = Vec::new();
+        order.dedup_by(|later, first| {
+            let same = skeys[*later] == skeys[*first];
+            if same {
+                aliases.push((unique[*later], unique[*first]));
+            }
+            same
+        });
+        let refs: Vec<&str> = order.iter().map(|&i| &*skeys[i]).collect();
         let first = self.backend_call(self.inner.backend.get_multi(&refs))?;
 
         let mut claims: Vec<Claim<'_, T>> = Vec::new();
-        for ((key, skey), value) in unique.iter().zip(skeys).zip(first) {
+        for (&i, value) in order.iter().zip(first) {
+            let (key, skey) = (unique[i], skeys[i].clone());
             let lookup = match value {
                 Some(v) => self.judge_value::<T>(&skey, &v, exp, true),
                 None => Lookup::Absent,
@@ -139,6 +155,8 @@ impl Region {
                 Err(claim) => claims.push(claim),
             }
         }
+        // The creator gets its keys sorted by caller key.
+        claims.sort_by(|a, b| a.key.cmp(b.key));
 
         if !claims.is_empty() {
             let to_create: Vec<&str> = claims.iter().map(|c| c.key).collect();
@@ -172,6 +190,10 @@ impl Region {
                 ready.insert(claim.key, value);
             }
             drop(claims);
+        }
+        for (alias, representative) in aliases {
+            let v = ready[representative].clone();
+            ready.insert(alias, v);
         }
         Ok(keys.iter().map(|k| ready[k.as_ref()].clone()).collect())
     }
