@@ -164,9 +164,11 @@ impl Region {
                 (Step::TryLockForRegeneration, Lookup::Expired(stale)) => {
                     let held = match self.inner.locks.try_lock(&skey) {
                         None => None,
-                        Some(local) => match self.try_distributed(&skey)? {
-                            DistOutcome::Held => None,
-                            dist => Some(Held { _local: local, _dist: dist.into_guard() }),
+                        // A backend error while trying the distributed lock:
+                        // serve the stale value we already have.
+                        Some(local) => match self.try_distributed(&skey) {
+                            Ok(DistOutcome::Held) | Err(_) => None,
+                            Ok(dist) => Some(Held { _local: local, _dist: dist.into_guard() }),
                         },
                     };
                     match (after_lock(found, held.is_some(), spawn.is_some()), held) {

@@ -171,9 +171,9 @@ impl Region {
                 (Step::TryLockForRegeneration, Lookup::Expired(stale)) => {
                     let held = match self.inner.locks.try_lock(&skey) {
                         None => None,
-                        Some(local) => match self.try_distributed_async(&skey).await? {
-                            DistOutcome::Held => None,
-                            dist => Some(Held { _local: local, _dist: dist.into_guard() }),
+                        Some(local) => match self.try_distributed_async(&skey).await {
+                            Ok(DistOutcome::Held) | Err(_) => None,
+                            Ok(dist) => Some(Held { _local: local, _dist: dist.into_guard() }),
                         },
                     };
                     return match (after_lock(found, held.is_some(), spawn.is_some()), held) {
@@ -354,10 +354,10 @@ mod tests {
     #[test]
     fn futures_are_send() {
         let region = Region::builder("r").build();
-        let _ = assert_send(region.get_or_create_async("k", || async { 1u8 }));
-        let _ = assert_send(region.try_get_or_create_async("k", || async { Ok::<u8, String>(1) }));
-        let _ = assert_send(region.get_async::<u8>("k"));
-        let _ = assert_send(region.set_async("k", 1u8));
-        let _ = assert_send(region.delete_async("k"));
+        drop(assert_send(region.get_or_create_async("k", || async { 1u8 })));
+        drop(assert_send(region.try_get_or_create_async("k", || async { Ok::<u8, String>(1) })));
+        drop(assert_send(region.get_async::<u8>("k")));
+        drop(assert_send(region.set_async("k", 1u8)));
+        drop(assert_send(region.delete_async("k")));
     }
 }

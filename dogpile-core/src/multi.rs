@@ -219,12 +219,12 @@ impl Region {
                         self.count(Counter::StaleServed);
                         return Ok(Ok(stale));
                     };
-                    return match self.try_distributed(&skey)? {
-                        DistOutcome::Held => {
+                    return match self.try_distributed(&skey) {
+                        Ok(DistOutcome::Held) | Err(_) => {
                             self.count(Counter::StaleServed);
                             Ok(Ok(stale))
                         }
-                        dist => Ok(Err(Claim {
+                        Ok(dist) => Ok(Err(Claim {
                             key,
                             skey,
                             _held: Held { _local: local, _dist: dist.into_guard() },

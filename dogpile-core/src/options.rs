@@ -43,8 +43,11 @@ pub enum Invalidation {
 /// ```
 pub struct CreateOptions<T> {
     pub(crate) expiration: Option<Expiration>,
-    pub(crate) should_cache: Option<Arc<dyn Fn(&T) -> bool + Send + Sync>>,
+    pub(crate) should_cache: Option<ShouldCache<T>>,
 }
+
+/// A should-cache predicate, shareable with a background regeneration.
+type ShouldCache<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
 
 impl<T> CreateOptions<T> {
     /// The region's defaults.

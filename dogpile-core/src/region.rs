@@ -36,6 +36,11 @@ pub struct Region {
     pub(crate) inner: Arc<Inner>,
 }
 
+// A panic inside a creator leaves the region consistent: the key's lock is
+// released by its guard and nothing half-written is stored.
+impl std::panic::UnwindSafe for Region {}
+impl std::panic::RefUnwindSafe for Region {}
+
 pub(crate) struct Inner {
     pub(crate) name: String,
     pub(crate) backend: Arc<dyn Backend>,
