@@ -309,4 +309,45 @@ mod loom_tests {
             }
         }
     }
+
+    /// The async wait under loom: of two callers on one missing key, each on
+    /// its own thread awaiting with `loom::future::block_on`, exactly one
+    /// creates and the other's await is woken (a lost wake-up between its
+    /// check and its `listen` would leave it parked: loom reports that as a
+    /// deadlock).
+    #[test]
+    fn async_single_creator_no_lost_wakeup() {
+        loom::model(|| {
+            let locks = KeyLocks::new();
+            let created = Arc::new(AtomicBool::new(false));
+            let creations = Arc::new(AtomicUsize::new(0));
+            let other = {
+                let (locks, created, creations) = (locks.clone(), created.clone(), creations.clone());
+                loom::thread::spawn(move || loom::future::block_on(caller_async(&locks, &created, &creations)))
+            };
+            loom::future::block_on(caller_async(&locks, &created, &creations));
+            other.join().unwrap();
+            assert_eq!(creations.load(Ordering::SeqCst), 1);
+            assert_eq!(locks.len(), 0);
+        });
+    }
+
+    async fn caller_async(locks: &Arc<KeyLocks>, created: &AtomicBool, creations: &AtomicUsize) {
+        loop {
+            if created.load(Ordering::SeqCst) {
+                return;
+            }
+            match locks.handle("k").try_lock() {
+                Ok(guard) => {
+                    if !created.load(Ordering::SeqCst) {
+                        creations.fetch_add(1, Ordering::SeqCst);
+                        created.store(true, Ordering::SeqCst);
+                    }
+                    drop(guard);
+                    return;
+                }
+                Err(handle) => handle.wait_released_async().await,
+            }
+        }
+    }
 }
