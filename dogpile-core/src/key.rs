@@ -150,9 +150,14 @@ fn write_u128(out: &mut String, mut n: u128) {
             break;
         }
     }
-    for &b in &buf[i..] {
-        out.push(b as char);
-    }
+    push_ascii(out, &buf[i..]);
+}
+
+/// Appends ASCII digits with one copy.
+#[inline]
+fn push_ascii(out: &mut String, digits: &[u8]) {
+    // Digits are ASCII, so this never fails; the check is a few compares.
+    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
 }
 
 #[inline]
@@ -167,10 +172,7 @@ fn write_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    out.reserve(buf.len() - i);
-    for &b in &buf[i..] {
-        out.push(b as char);
-    }
+    push_ascii(out, &buf[i..]);
 }
 
 macro_rules! unsigned {
