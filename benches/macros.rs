@@ -61,7 +61,7 @@ fn cached_ttl_f(id: u64) -> String {
 fn bench(c: &mut Criterion) {
     let _ = RegionConfig::new();
     let region: Region = BENCH.region().expect("declared with a default backend");
-    let keys: Vec<String> = (0..KEYS).map(|id| dogpile_f::key(id)).collect();
+    let keys: Vec<String> = (0..KEYS).map(dogpile_f::key).collect();
     for id in 0..KEYS {
         assert_eq!(dogpile_f(id), value_for(id));
         assert_eq!(Service.f(id), value_for(id));
@@ -114,10 +114,11 @@ fn bench(c: &mut Criterion) {
 /// The interleaved measurement: `rounds` rounds, each running every
 /// contender for `batch` calls, in a rotating order.
 fn interleaved() {
-    let contenders: [(&str, fn(u64) -> String); 4] = [
-        ("dogpile_cached", |id| dogpile_f(id)),
-        ("cached_by_key", |id| cached_f(id)),
-        ("cached_ttl_by_key", |id| cached_ttl_f(id)),
+    type Contender = (&'static str, fn(u64) -> String);
+    let contenders: [Contender; 4] = [
+        ("dogpile_cached", dogpile_f),
+        ("cached_by_key", cached_f),
+        ("cached_ttl_by_key", cached_ttl_f),
         ("dogpile_cached_method", |id| Service.f(id)),
     ];
     let (rounds, batch) = (60, 20_000u64);

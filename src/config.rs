@@ -20,8 +20,8 @@
 use crate::registry::{self, Slot};
 use dogpile_backends::{BoundedMemoryBackend, MemoryBackend, NullBackend};
 use dogpile_core::{Backend, Codec, Error, Expiration, Region};
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -293,10 +293,14 @@ pub fn configure_from_toml(toml: &str) -> Result<(), Error> {
     apply(items, problems)
 }
 
+/// One region to configure: its name, settings, and the line of its table
+/// in a file (for messages).
+pub(crate) type Item = (String, RegionConfig, Option<usize>);
+
 /// Checks every item, then installs them all, unless there is any problem
 /// (`problems` holds those found while parsing). `line` is the line of the
 /// region's table (for messages).
-fn apply(items: Vec<(String, RegionConfig, Option<usize>)>, mut problems: Vec<String>) -> Result<(), Error> {
+fn apply(items: Vec<Item>, mut problems: Vec<String>) -> Result<(), Error> {
     let parse_problems = problems.len();
     let mut ready = Vec::new();
     for (name, cfg, line) in &items {
@@ -379,7 +383,9 @@ impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
                 p.config.codec = Some(match name.as_str() {
                     "postcard" => Codec::Postcard,
                     "json" => Codec::Json,
-                    other => return Err(de::Error::custom(format!("unknown codec `{other}`; expected postcard or json"))),
+                    other => {
+                        return Err(de::Error::custom(format!("unknown codec `{other}`; expected postcard or json")));
+                    }
                 });
             }
             other => return Err(de::Error::unknown_field(other, FIELDS)),
@@ -401,7 +407,10 @@ impl Partial {
         match self.backend.as_deref() {
             None => {
                 if self.capacity.is_some() {
-                    return err("capacity", "`capacity` applies to the `bounded_memory` backend, and no backend is set".into());
+                    return err(
+                        "capacity",
+                        "`capacity` applies to the `bounded_memory` backend, and no backend is set".into(),
+                    );
                 }
             }
             Some("memory") | Some("null") if self.capacity.is_some() => {
@@ -412,7 +421,10 @@ impl Partial {
             Some("null") => self.config.backend = Some(BackendConfig::Null),
             Some("bounded_memory") => {
                 let Some(capacity) = self.capacity else {
-                    return err("backend", "the `bounded_memory` backend needs `capacity` (the number of entries kept)".into());
+                    return err(
+                        "backend",
+                        "the `bounded_memory` backend needs `capacity` (the number of entries kept)".into(),
+                    );
                 };
                 let capacity = usize::try_from(capacity).map_err(|_| FieldError {
                     field: "capacity",

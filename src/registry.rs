@@ -6,8 +6,8 @@
 //! is read on every `#[cached]` call without taking a lock (an `ArcSwap`);
 //! it is written only by configuration.
 
-use crate::handle::RegionHandle;
 use crate::__private::{Registration, Site};
+use crate::handle::RegionHandle;
 use arc_swap::ArcSwapOption;
 use dogpile_core::{Error, Region};
 use std::collections::BTreeMap;

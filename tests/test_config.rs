@@ -61,7 +61,10 @@ fn configuring_twice_is_an_error_unless_replacement_is_asked() {
     assert_eq!(GAMMA.region().unwrap().backend_name(), "memory", "the first configuration stays");
 
     let err = dogpile::configure_from_toml("[regions.config_gamma]\nbackend = \"null\"\n").unwrap_err();
-    assert!(message(&err).contains("region `config_gamma` (line 1) is already configured; add `replace = true`"), "{err}");
+    assert!(
+        message(&err).contains("region `config_gamma` (line 1) is already configured; add `replace = true`"),
+        "{err}"
+    );
 
     dogpile::configure_from_toml("[regions.config_gamma]\nbackend = \"null\"\nreplace = true\n").unwrap();
     assert_eq!(GAMMA.region().unwrap().backend_name(), "null");
@@ -117,7 +120,10 @@ fn malformed_toml_names_region_field_and_line() {
             "[regions.config_delta]\nbackend = 5\n",
             "region `config_delta`, field `backend` (line 2): invalid type: integer `5`, expected a string",
         ),
-        ("[regions.config_delta]\nbackend = \"memory\"\ncodec = \"xml\"\n", "field `codec` (line 3): unknown codec `xml`"),
+        (
+            "[regions.config_delta]\nbackend = \"memory\"\ncodec = \"xml\"\n",
+            "field `codec` (line 3): unknown codec `xml`",
+        ),
         ("[cache]\nx = 1\n", "unknown top-level key `cache` (line 1); region settings go in [regions.<name>] tables"),
         ("[regions]\nconfig_delta = 5\n", "region `config_delta`: expected a table of settings"),
         ("[regions.config_delta\nbackend = 1", "invalid TOML (line 1): "),
@@ -179,10 +185,7 @@ fn any_serde_source_works() {
         r#"{"regions": {"config_iota": {"backend": "bounded_memory", "capacity": 10, "expiration": "never"}}}"#,
     )
     .unwrap();
-    assert_eq!(
-        config.regions["config_iota"].backend,
-        Some(BackendConfig::BoundedMemory { capacity: 10 })
-    );
+    assert_eq!(config.regions["config_iota"].backend, Some(BackendConfig::BoundedMemory { capacity: 10 }));
     assert_eq!(config.regions["config_iota"].expiration, Some(Expiration::Never));
     dogpile::configure_all(config).unwrap();
     assert_eq!(IOTA.region().unwrap().expiration(), Expiration::Never);

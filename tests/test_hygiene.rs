@@ -96,7 +96,10 @@ fn the_expansion_survives_a_shadowed_prelude() {
     let key = Key { id: 7, tags: vec!["a".into()] };
     assert_eq!(shadowed::fallible(&key, &Kind::A), Ok(7));
     assert_eq!(shadowed::fallible(&key, &Kind::B(3)), Err(3));
-    assert_eq!(shadowed::fallible::key(&key, &Kind::C { x: 1 }), "test_hygiene::shadowed::fallible|n|{id=7,tags=[a]}|C{x=1}");
+    assert_eq!(
+        shadowed::fallible::key(&key, &Kind::C { x: 1 }),
+        "test_hygiene::shadowed::fallible|n|{id=7,tags=[a]}|C{x=1}"
+    );
     assert_eq!(shadowed::optional(0), None);
     assert_eq!(shadowed::optional(2), Some(2));
     assert_eq!(Service(3).method(1), 3);

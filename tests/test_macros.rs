@@ -163,7 +163,10 @@ fn references_slices_structs_enums_and_patterns() {
 
     let q = Query { table: "users".into(), limit: Some(5), trace_id: 1 };
     assert_eq!(run(q.clone(), &Scope::Range { from: 1, to: 9 }), "users limit Some(5) in 1..9");
-    assert_eq!(run::key(q.clone(), &Scope::Range { from: 1, to: 9 }), "test_macros::run|{table=users,limit=5}|Range{from=1,to=9}");
+    assert_eq!(
+        run::key(q.clone(), &Scope::Range { from: 1, to: 9 }),
+        "test_macros::run|{table=users,limit=5}|Range{from=1,to=9}"
+    );
     // trace_id is skipped: another id is the same key.
     let other = Query { trace_id: 2, ..q.clone() };
     assert_eq!(run::key(other, &Scope::All), run::key(q.clone(), &Scope::All));
@@ -436,7 +439,8 @@ fn backend_errors_fail_open_and_are_counted() {
     assert_eq!(through_a_dead_backend::get(4), None);
     let stats = DOWN.stats().unwrap();
     assert!(stats.backend_errors >= 7, "{stats:?}");
-    let info = dogpile::cached_functions().into_iter().find(|f| f.function.ends_with("::through_a_dead_backend")).unwrap();
+    let info =
+        dogpile::cached_functions().into_iter().find(|f| f.function.ends_with("::through_a_dead_backend")).unwrap();
     assert_eq!(info.uncached_calls, 5);
 }
 

@@ -102,12 +102,18 @@ fn expiration(ctx: &mut Ctx, expr: &Expr) -> Option<ExpirationOpt> {
             if text.trim() == "never" {
                 return Some(ExpirationOpt::Fixed(None, s.span()));
             }
-            let parsed =
-                text.trim().parse::<u64>().map(std::time::Duration::from_secs).or_else(|_| humantime::parse_duration(&text));
+            let parsed = text
+                .trim()
+                .parse::<u64>()
+                .map(std::time::Duration::from_secs)
+                .or_else(|_| humantime::parse_duration(&text));
             match parsed {
                 Ok(d) => Some(ExpirationOpt::Fixed(Some(d.as_nanos()), s.span())),
                 Err(e) => {
-                    ctx.error(s, format!("invalid expiration `{text}`: {e}; write e.g. \"90s\", \"5m\", \"1h\" or \"never\""));
+                    ctx.error(
+                        s,
+                        format!("invalid expiration `{text}`: {e}; write e.g. \"90s\", \"5m\", \"1h\" or \"never\""),
+                    );
                     None
                 }
             }
@@ -119,9 +125,7 @@ fn expiration(ctx: &mut Ctx, expr: &Expr) -> Option<ExpirationOpt> {
                 None
             }
         },
-        Expr::Unary(ExprUnary { op: UnOp::Neg(_), expr: inner, .. })
-            if matches!(&**inner, Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) if i.base10_digits() == "1") =>
-        {
+        Expr::Unary(ExprUnary { op: UnOp::Neg(_), expr: inner, .. }) if matches!(&**inner, Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) if i.base10_digits() == "1") => {
             Some(ExpirationOpt::Fixed(None, expr.span()))
         }
         Expr::Lit(ExprLit { lit, .. }) => {
@@ -238,7 +242,10 @@ pub(crate) fn parse(ctx: &mut Ctx, args: TokenStream) -> Options {
         );
     }
     if let (Some(key), false) = (&opts.key, opts.skip.is_empty()) {
-        ctx.error(key, "`key` and `skip` cannot be used together: the `key` expression already chooses what goes into the key");
+        ctx.error(
+            key,
+            "`key` and `skip` cannot be used together: the `key` expression already chooses what goes into the key",
+        );
     }
     opts
 }

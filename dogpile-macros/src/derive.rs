@@ -66,7 +66,13 @@ fn keyed(ctx: &mut Ctx, fields: &Fields, access: impl Fn(usize, &syn::Field) -> 
 
 /// Writes `{a=..,b=..}` or `(..,..)`; a one-field tuple is transparent
 /// when `transparent`.
-fn write_fields(krate: &TokenStream, out: &Ident, fields: &Fields, keys: &[FieldKey], transparent: bool) -> TokenStream {
+fn write_fields(
+    krate: &TokenStream,
+    out: &Ident,
+    fields: &Fields,
+    keys: &[FieldKey],
+    transparent: bool,
+) -> TokenStream {
     let write = |k: &FieldKey| {
         let access = &k.access;
         let label = k.label.as_ref().map(|l| quote!(#out.push_str(#l);));
@@ -150,11 +156,7 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
                 }
             });
             let arms: Vec<_> = arms.collect();
-            if arms.is_empty() {
-                quote!(match *self {})
-            } else {
-                quote!(match self { #(#arms)* })
-            }
+            if arms.is_empty() { quote!(match *self {}) } else { quote!(match self { #(#arms)* }) }
         }
         Data::Union(u) => {
             ctx.error(u.union_token, "`CacheKey` cannot be derived for a union: write the impl by hand");

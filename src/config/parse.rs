@@ -1,10 +1,10 @@
 //! Parsing configuration values (durations, expirations) and TOML files
 //! with line numbers in every error.
 
-use super::{FIELDS, FieldSeed, Partial, RegionConfig};
+use super::{FIELDS, FieldSeed, Item, Partial, RegionConfig};
 use dogpile_core::Expiration;
-use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 use std::fmt;
 use std::time::Duration;
 use toml::de::{DeTable, DeValue};
@@ -24,7 +24,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::from_secs(secs));
     }
     humantime::parse_duration(t).map_err(|e| {
-        format!("invalid duration `{text}` ({e}); write a number of seconds or a duration such as \"90s\", \"5m\", \"1h\"")
+        format!(
+            "invalid duration `{text}` ({e}); write a number of seconds or a duration such as \"90s\", \"5m\", \"1h\""
+        )
     })
 }
 
@@ -106,7 +108,7 @@ fn line_of(text: &str, at: usize) -> usize {
 /// Parses a TOML document of `[regions.<name>]` tables into each region's
 /// name, settings and the line of its table. Every problem is reported,
 /// each naming the region, the field and the line.
-pub(crate) fn from_toml(text: &str) -> Result<(Vec<(String, RegionConfig, Option<usize>)>, Vec<String>), String> {
+pub(crate) fn from_toml(text: &str) -> Result<(Vec<Item>, Vec<String>), String> {
     let doc = DeTable::parse(text).map_err(|e| {
         let at = e.span().map(|s| format!(" (line {})", line_of(text, s.start))).unwrap_or_default();
         format!("invalid TOML{at}: {}", e.message())
