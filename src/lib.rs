@@ -58,9 +58,30 @@ pub use handle::RegionHandle;
 pub use registry::{CheckError, FunctionInfo, RegionInfo, cached_functions, check, region, regions};
 
 /// Derives [`CacheKey`](trait@CacheKey) for a struct or enum.
+///
+/// Structs with named fields are written `{field=value,...}`, tuple structs
+/// `(a,b)` (a one-field tuple struct is its field), unit structs `()`, and
+/// enum variants by their name followed by their fields: `Active`,
+/// `Team(3)`, `Range{from=1,to=9}`. Type parameters get a `CacheKey`
+/// bound. `#[cache_key(skip)]` leaves a field out;
+/// `#[cache_key(crate = "path")]` on the type names a re-exported dogpile.
+///
+/// ```
+/// use dogpile::CacheKey;
+///
+/// #[derive(CacheKey)]
+/// enum Scope {
+///     All,
+///     Team(u32),
+///     Range { from: u32, to: u32 },
+/// }
+///
+/// assert_eq!(Scope::Range { from: 1, to: 9 }.to_key(), "Range{from=1,to=9}");
+/// ```
 #[cfg(feature = "macros")]
 pub use dogpile_macros::CacheKey;
 #[cfg(feature = "macros")]
+#[doc = include_str!("docs/cached.md")]
 pub use dogpile_macros::cached;
 
 /// Storage backends, one per module of `dogpile-backends`.

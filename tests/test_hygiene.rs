@@ -75,7 +75,7 @@ mod shadowed {
 
     #[::dogpile::cached(region = "hygiene")]
     pub(crate) async fn later(id: u64) -> u64 {
-        id * 2
+        ::core::future::ready(id * 2).await
     }
 
     pub(crate) struct Service(pub(crate) u64);

@@ -519,3 +519,26 @@ fn the_crate_option_points_the_expansion_at_a_reexport() {
     assert_eq!(through_a_reexport::get(1), Some(8));
     let _ = &REEXPORTED;
 }
+
+// ----- declared inside a function body -----
+
+#[test]
+fn a_cached_function_may_be_local_to_a_block() {
+    #[derive(Clone, PartialEq, Debug, serde::Serialize, serde::Deserialize)]
+    struct Local(u32);
+
+    #[derive(CacheKey)]
+    struct LocalKey(u32);
+
+    dogpile::region!(LOCAL, "macros_local", backend = MemoryBackend::new());
+
+    #[cached(region = "macros_local")]
+    fn local(key: LocalKey) -> Local {
+        Local(key.0 * 2)
+    }
+
+    assert_eq!(local(LocalKey(4)), Local(8));
+    assert_eq!(local::get(LocalKey(4)), Some(Local(8)));
+    assert!(local::key(LocalKey(4)).ends_with("::local|4"));
+    assert_eq!(LOCAL.stats().unwrap().creations, 1);
+}

@@ -1,5 +1,6 @@
-//! Code generation of `#[cached]`: the function itself and its site (the
-//! static that finds the region). Companions are in `companions.rs`.
+//! Code generation of `#[cached]`: the call, the key closure, the options
+//! and the site (the static that finds the region). The items are laid out
+//! in `companions.rs`.
 //!
 //! Every call, companion and key goes through one write closure generated
 //! from the same tokens, so `f::invalidate(a)` deletes exactly what `f(a)`
@@ -11,10 +12,10 @@ use crate::companions;
 use crate::ctx::Ctx;
 use dogpile_core_escape::escape;
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
-use syn::{Expr, Ident, ItemFn, Type};
+use syn::{Expr, Ident, ItemFn};
 
 /// The escaping of `dogpile_core::write_key_str`, applied at compile time
 /// to names and namespaces.
@@ -51,25 +52,6 @@ pub(crate) fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
             let errors = ctx.into_compile_errors();
             quote!(#errors #item)
         }
-    }
-}
-
-/// Rewrites `self::` and `super::` paths for use one module deeper (in the
-/// companion module of a free function).
-pub(crate) struct OneDeeper;
-
-impl VisitMut for OneDeeper {
-    fn visit_path_mut(&mut self, path: &mut syn::Path) {
-        if path.leading_colon.is_none() && path.segments.len() > 1 {
-            let first = path.segments[0].ident.to_string();
-            if first == "self" {
-                path.segments[0].ident = Ident::new("super", path.segments[0].ident.span());
-            } else if first == "super" {
-                let sup: syn::PathSegment = Ident::new("super", path.segments[0].ident.span()).into();
-                path.segments.insert(0, sup);
-            }
-        }
-        syn::visit_mut::visit_path_mut(self, path);
     }
 }
 
@@ -146,17 +128,8 @@ impl<'a> Gen<'a> {
         quote!((#receiver #(#idents,)*))
     }
 
-    /// Applies `OneDeeper` when generating inside the companion module.
-    pub(crate) fn adjust<T: Clone + ToTokens>(&self, t: &T, deeper: bool, f: fn(&mut OneDeeper, &mut T)) -> T {
-        let mut t = t.clone();
-        if deeper {
-            f(&mut OneDeeper, &mut t);
-        }
-        t
-    }
-
     /// The closure writing the key after the site's prefix: `|args, key| ...`.
-    pub(crate) fn write_closure(&self, deeper: bool) -> TokenStream {
+    pub(crate) fn write_closure(&self) -> TokenStream {
         let Gen { krate, key_var, args_var, self_var, .. } = self;
         let pattern = self.args_pattern();
         let mut body = TokenStream::new();
@@ -165,7 +138,7 @@ impl<'a> Gen<'a> {
             body.extend(quote!(#krate::__private::write_type_prefix::<Self>(#key_var, #method);));
         }
         if let Some(key) = &self.opts.key {
-            let mut key = self.adjust(key, deeper, VisitMut::visit_expr_mut);
+            let mut key = key.clone();
             RenameSelf.visit_expr_mut(&mut key);
             let span = key.span();
             body.extend(quote_spanned!(span=> #krate::__private::write_arg(#key_var, &(#key));));
@@ -205,34 +178,27 @@ impl<'a> Gen<'a> {
                 let p = format!("{}{ns}", escape(&name.value()));
                 quote!(::core::option::Option::Some(#p))
             }
-            // Evaluated inside the companion module `f`, whose path is
-            // exactly `<module of f>::f`.
-            (None, Kind::Free) => quote!(::core::option::Option::Some(::core::concat!(::core::module_path!(), #ns))),
+            (None, Kind::Free) => {
+                let name = format!("::{}{ns}", self.func.item.sig.ident);
+                quote!(::core::option::Option::Some(::core::concat!(::core::module_path!(), #name)))
+            }
             (None, Kind::Associated { .. }) => quote!(::core::option::Option::None),
         }
     }
 
     /// `static SITE: Site = ...;` plus its registration.
-    pub(crate) fn site_items(&self, deeper: bool, vis: TokenStream) -> TokenStream {
+    pub(crate) fn site_items(&self) -> TokenStream {
         let krate = &self.krate;
         let region = match self.opts.region.as_ref().expect("checked by attr::parse") {
             RegionOpt::Name(n) => quote!(#krate::__private::RegionRef::Name(#n)),
-            RegionOpt::Handle(p) => {
-                let p = self.adjust(p, deeper, VisitMut::visit_path_mut);
-                quote!(#krate::__private::RegionRef::Handle(&#p))
-            }
+            RegionOpt::Handle(p) => quote!(#krate::__private::RegionRef::Handle(&#p)),
         };
-        let function = match self.func.kind {
-            Kind::Free => quote!(::core::module_path!()),
-            Kind::Associated { .. } => {
-                let name = format!("::{}", self.func.item.sig.ident);
-                quote!(::core::concat!(::core::module_path!(), #name))
-            }
-        };
+        let name = format!("::{}", self.func.item.sig.ident);
+        let function = quote!(::core::concat!(::core::module_path!(), #name));
         let prefix = self.prefix();
         quote! {
             #[doc(hidden)]
-            #vis static SITE: #krate::__private::Site =
+            static SITE: #krate::__private::Site =
                 #krate::__private::Site::new(#function, #prefix, ::core::file!(), ::core::line!(), #region);
             #krate::__private::inventory::submit! {
                 #krate::__private::Registration::Function(&SITE)
@@ -242,10 +208,10 @@ impl<'a> Gen<'a> {
 
     /// The `CreateOptions` builder (`fn() -> CreateOptions<C>`), if the
     /// function has an expiration or a should-cache rule.
-    pub(crate) fn options_fn(&self, deeper: bool) -> Option<TokenStream> {
+    pub(crate) fn options_fn(&self) -> Option<TokenStream> {
         let krate = &self.krate;
-        let exp = self.expiration(deeper).map(|e| quote!(.expiration(#e)));
-        let pred = self.predicate(deeper).map(|p| quote!(.should_cache(#p)));
+        let exp = self.expiration().map(|e| quote!(.expiration(#e)));
+        let pred = self.predicate().map(|p| quote!(.should_cache(#p)));
         if exp.is_none() && pred.is_none() {
             return None;
         }
@@ -253,7 +219,7 @@ impl<'a> Gen<'a> {
     }
 
     /// The expiration expression, if set.
-    pub(crate) fn expiration(&self, deeper: bool) -> Option<TokenStream> {
+    pub(crate) fn expiration(&self) -> Option<TokenStream> {
         let krate = &self.krate;
         Some(match self.opts.expiration.as_ref()? {
             ExpirationOpt::Fixed(None, span) => quote_spanned!(*span=> #krate::Expiration::Never),
@@ -262,19 +228,16 @@ impl<'a> Gen<'a> {
                 let sub = u32::try_from(nanos % 1_000_000_000).unwrap_or(0);
                 quote_spanned!(*span=> #krate::Expiration::After(::core::time::Duration::new(#secs, #sub)))
             }
-            ExpirationOpt::Expr(e) => {
-                let e = self.adjust(e, deeper, VisitMut::visit_expr_mut);
-                quote_spanned!(e.span()=> #krate::__private::into_expiration(#e))
-            }
+            ExpirationOpt::Expr(e) => quote_spanned!(e.span()=> #krate::__private::into_expiration(#e)),
         })
     }
 
     /// The should-cache predicate on `&C`, combining `should_cache` and
     /// `cache_none = false`.
-    pub(crate) fn predicate(&self, deeper: bool) -> Option<TokenStream> {
+    pub(crate) fn predicate(&self) -> Option<TokenStream> {
         let krate = &self.krate;
         let cached_ty = &self.cached_ty;
-        let user = self.opts.should_cache.as_ref().map(|e| self.adjust(e, deeper, VisitMut::visit_expr_mut));
+        let user = self.opts.should_cache.clone();
         let no_none = matches!(self.opts.cache_none, Some((false, _)));
         match (user, no_none) {
             (None, false) => None,
@@ -285,39 +248,21 @@ impl<'a> Gen<'a> {
             }),
         }
     }
-
-    /// The cached value type as seen from the companion module.
-    pub(crate) fn cached_ty_deeper(&self) -> TokenStream {
-        let krate = &self.krate;
-        let ret = self.adjust(&self.func.ret, true, VisitMut::visit_type_mut);
-        match self.func.output {
-            Output::Result => quote!(<#ret as #krate::__private::Fallible>::Ok),
-            _ => ret.to_token_stream(),
-        }
-    }
-
-    /// Tokens of the function's signature types, adjusted for depth.
-    pub(crate) fn arg_types(&self, deeper: bool) -> Vec<Type> {
-        self.func.args.iter().map(|a| self.adjust(&a.ty, deeper, VisitMut::visit_type_mut)).collect()
-    }
 }
 
 fn expand(opts: &Options, func: &Func) -> TokenStream {
     let g = Gen::new(opts, func);
-    match func.kind {
-        Kind::Free => companions::free(&g),
-        Kind::Associated { .. } => companions::associated(&g),
-    }
+    companions::generate(&g)
 }
 
 /// The body of the cached function: one call into `__private`.
-pub(crate) fn call_body(g: &Gen<'_>, site: &TokenStream, original: &TokenStream, deeper: bool) -> TokenStream {
+pub(crate) fn call_body(g: &Gen<'_>, site: &TokenStream, original: &TokenStream) -> TokenStream {
     let Gen { krate, .. } = g;
     let tuple = g.args_tuple();
     let pattern = g.args_pattern();
-    let write = g.write_closure(deeper);
+    let write = g.write_closure();
     let create = quote!(move |#pattern| #original);
-    let options = g.options_fn(deeper);
+    let options = g.options_fn();
     let opt_arg = match &options {
         Some(o) => quote!(::core::option::Option::Some(#o)),
         None => quote!(::core::option::Option::None),
@@ -340,9 +285,4 @@ pub(crate) fn call_body(g: &Gen<'_>, site: &TokenStream, original: &TokenStream,
         #assert
         #call
     }
-}
-
-/// The name of the hidden function holding a free function's body.
-pub(crate) fn original_ident(ident: &Ident) -> Ident {
-    format_ident!("__dogpile_original_{}", ident, span = ident.span())
 }

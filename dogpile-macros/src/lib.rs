@@ -16,13 +16,15 @@ mod expand;
 
 use proc_macro::TokenStream;
 
-/// Caches a function in a dogpile region. Documented on `dogpile::cached`.
+/// Caches a function in a dogpile region (the reference is the `dogpile`
+/// crate's `cached`, which re-exports this).
 #[proc_macro_attribute]
 pub fn cached(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::cached(args.into(), item.into()).into()
 }
 
-/// Derives `dogpile::CacheKey`. Documented on `dogpile::CacheKey`.
+/// Derives `dogpile::CacheKey` (the reference is the `dogpile` crate's
+/// `CacheKey` derive, which re-exports this).
 #[proc_macro_derive(CacheKey, attributes(cache_key))]
 pub fn derive_cache_key(input: TokenStream) -> TokenStream {
     derive::derive(input.into()).into()
