@@ -2,20 +2,7 @@
 //! TOML file with [`configure_from_toml`], or from any serde source through
 //! [`CacheConfig`] and [`configure_all`].
 //!
-//! A region's settings, as TOML:
-//!
-//! ```toml
-//! [regions.users]
-//! backend = "bounded_memory"  # memory | bounded_memory | null (| redis | memcached | file with their features)
-//! capacity = 10_000           # bounded_memory only: the number of entries kept
-//! expiration = "5m"           # "90s", "5m", "1h", "1h 30m", a number of seconds, or "never" (also -1)
-//! stale_if_error = true       # optional: serve the stale value when regeneration fails
-//! early_refresh = 1.0         # optional: XFetch beta, refresh early before expiry
-//! lock_timeout = "30s"        # optional: lifetime of a distributed lock
-//! storage_grace = "10m"       # optional: how long the backend keeps a value past expiry
-//! codec = "postcard"          # optional: postcard | json (byte backends)
-//! replace = false             # optional: true to replace a region configured before
-//! ```
+//! The fields are listed on [`RegionConfig`].
 
 use crate::registry::{self, Slot};
 use dogpile_backends::{BoundedMemoryBackend, MemoryBackend, NullBackend};
@@ -100,7 +87,22 @@ impl BackendConfig {
 /// or expiration falls back to the `region!` declaration's default.
 ///
 /// Deserializable from any serde source (figment, config-rs, JSON,
-/// environment...) with the field names of the [module docs](self).
+/// environment...) with these fields; as TOML:
+///
+/// ```toml
+/// [regions.users]
+/// backend = "bounded_memory"  # memory | bounded_memory | null (| redis | memcached | file with their features)
+/// capacity = 10_000           # bounded_memory only: the number of entries kept
+/// expiration = "5m"           # "90s", "5m", "1h", "1h 30m", a number of seconds, or "never" (also -1)
+/// stale_if_error = true       # optional: serve the stale value when regeneration fails
+/// early_refresh = 1.0         # optional: XFetch beta, refresh early before expiry
+/// lock_timeout = "30s"        # optional: lifetime of a distributed lock
+/// storage_grace = "10m"       # optional: how long the backend keeps a value past expiry
+/// codec = "postcard"          # optional: postcard | json (byte backends)
+/// replace = false             # optional: true to replace a region configured before
+/// ```
+///
+/// In code:
 ///
 /// ```
 /// use std::time::Duration;
@@ -245,7 +247,7 @@ pub fn configure_replace(name: &str, config: RegionConfig) -> Result<(), Error> 
 }
 
 /// Installs a region built in code (any backend, clock, key mangler...)
-/// under its name, which must be declared with [`region!`](crate::region).
+/// under its name, which must be declared with [`region!`](macro@crate::region).
 /// Fails if the region was configured before; see [`replace_region`].
 pub fn configure_region(region: Region) -> Result<(), Error> {
     registry::declared_slot(region.name())?.install(region, false)
@@ -264,7 +266,7 @@ pub fn configure_all(config: CacheConfig) -> Result<(), Error> {
 }
 
 /// Configures regions from a TOML document of `[regions.<name>]` tables
-/// (fields in the [module docs](self)).
+/// (fields as in [`RegionConfig`]).
 ///
 /// Everything is checked before anything is configured; errors name the
 /// region, the field and the line:

@@ -1,4 +1,4 @@
-//! Declaring regions: the [`region!`](crate::region) macro and the static
+//! Declaring regions: the [`region!`](macro@crate::region) macro and the static
 //! [`RegionHandle`] it defines.
 
 use crate::config::RegionConfig;
@@ -104,7 +104,7 @@ pub enum RegionDefault {
     Expiration(fn() -> Expiration),
 }
 
-/// A region declared with [`region!`](crate::region): a static handle that
+/// A region declared with [`region!`](macro@crate::region): a static handle that
 /// finds the region configured under its name.
 ///
 /// Its methods mirror the [`Region`] API and return
@@ -120,7 +120,7 @@ pub struct RegionHandle {
 }
 
 impl RegionHandle {
-    /// Used by [`region!`](crate::region). Not a stable API.
+    /// Used by [`region!`](macro@crate::region). Not a stable API.
     #[doc(hidden)]
     pub const fn __declare(
         name: &'static str,

@@ -33,6 +33,36 @@
 //! | expired, lock free | takes the lock, regenerates, stores, returns the new value |
 //! | expired, lock held | returns the stale value immediately |
 //! | absent | waits for the lock; after getting it reads again, creates only if still missing |
+//!
+//! ## Caching functions, regions configured by name
+//!
+//! Modules declare their regions with [`region!`](macro@region) and cache
+//! functions with [`#[cached]`](cached); `main` configures every region by
+//! name once all modules are loaded (in code, from a TOML file with
+//! [`configure_from_toml`], or from any serde source), and [`check`]
+//! verifies that every cached function has a configured region:
+//!
+//! ```rust,standalone_crate
+//! dogpile::region!(USERS, "users");
+//!
+//! #[dogpile::cached(region = "users", expiration = "5m")]
+//! fn load_user(id: u64) -> String {
+//!     format!("user {id}") // the expensive part
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     dogpile::configure_from_toml(r#"
+//!         [regions.users]
+//!         backend = "memory"
+//!         expiration = "1h"
+//!     "#)?;
+//!     dogpile::check()?;
+//!     assert_eq!(load_user(7), "user 7");
+//!     assert_eq!(load_user::get(7).as_deref(), Some("user 7")); // a companion
+//!     load_user::invalidate(7);
+//!     Ok(())
+//! }
+//! ```
 
 pub use dogpile_core::{
     AsyncBackend, AsyncDistributedLock, Backend, BackendError, BoxFuture, CacheValue, Clock, Codec, CreateOptions,

@@ -1,4 +1,4 @@
-//! The global registry: every region declared with [`region!`](crate::region)
+//! The global registry: every region declared with [`region!`](macro@crate::region)
 //! and every `#[cached]` function, collected before `main` runs (with
 //! [`inventory`]), so nothing depends on which module was touched first.
 //!
@@ -145,7 +145,7 @@ pub(crate) fn declared_list() -> String {
 
 /// The region configured for `name`.
 ///
-/// Errors: the name was never declared with [`region!`](crate::region)
+/// Errors: the name was never declared with [`region!`](macro@crate::region)
 /// ([`Error::Config`], listing the declared names), or it was declared but
 /// not configured ([`Error::NotConfigured`]).
 ///
