@@ -193,12 +193,14 @@ impl Site {
 /// uses a new one.
 #[inline]
 fn with_key<A, R>(site: &Site, args: A, write: impl FnOnce(&A, &mut String), f: impl FnOnce(&str, A) -> R) -> R {
-    let mut buffer = KEY_BUFFER.take();
-    buffer.clear();
-    site.write_key(&mut buffer, &args, write);
-    let r = f(&buffer, args);
-    KEY_BUFFER.set(buffer);
-    r
+    KEY_BUFFER.with(|cell| {
+        let mut buffer = cell.take();
+        buffer.clear();
+        site.write_key(&mut buffer, &args, write);
+        let r = f(&buffer, args);
+        cell.set(buffer);
+        r
+    })
 }
 
 /// The key of a call, as a new string (`f::key`).

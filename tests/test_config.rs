@@ -201,3 +201,19 @@ fn any_serde_source_works() {
     let float: RegionConfig = serde_json::from_str(r#"{"expiration": 1.5}"#).unwrap();
     assert_eq!(float.expiration, Some(Expiration::After(Duration::from_millis(1500))));
 }
+
+mod other_module {
+    // A second declaration of a name declared above: one region, two handles.
+    dogpile::region!(pub(crate) ALPHA_AGAIN, "config_kappa");
+}
+dogpile::region!(KAPPA, "config_kappa");
+
+#[test]
+fn two_declarations_of_one_name_are_one_region() {
+    dogpile::configure("config_kappa", RegionConfig::new().backend(BackendConfig::Memory)).unwrap();
+    KAPPA.set("k", 5u32).unwrap();
+    assert_eq!(other_module::ALPHA_AGAIN.get::<u32>("k").unwrap(), Some(5));
+    let info = dogpile::regions().into_iter().find(|r| r.name == "config_kappa").unwrap();
+    assert_eq!(info.declared_at.len(), 2);
+    assert!(info.configured);
+}
