@@ -286,3 +286,17 @@ pub(crate) fn call_body(g: &Gen<'_>, site: &TokenStream, original: &TokenStream)
         #call
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn compile_time_escaping_matches_the_runtime_one() {
+        for s in ["", "plain", "a|b", "ns\\x", "(x,y)=[z]{w}~\"q\"", "ünï"] {
+            let mut runtime = String::new();
+            dogpile_core::write_key_str(&mut runtime, s);
+            assert_eq!(escape(s), runtime, "for {s:?}");
+        }
+    }
+}
