@@ -171,3 +171,31 @@ fn methods_of_two_types_with_the_same_name_never_share_keys() {
     assert_eq!(Wrapper(1u16).describe(1), "u16 1");
     assert_eq!(Wrapper(1u8).describe(1), "u8 1");
 }
+
+struct Counter {
+    id: u32,
+    runs: u32,
+}
+
+impl Counter {
+    /// `&mut self` is allowed (the receiver is not keyed): a hit skips the
+    /// body, so `runs` counts the misses.
+    #[cached(region = "methods", key = (self.id, n))]
+    fn bump(&mut self, n: u32) -> u32 {
+        self.runs += 1;
+        self.id * 1000 + n
+    }
+}
+
+#[test]
+fn mut_self_methods_with_a_key_on_self() {
+    setup();
+    let mut c = Counter { id: 4, runs: 0 };
+    assert_eq!(c.bump(1), 4001);
+    assert_eq!(c.bump(1), 4001);
+    assert_eq!(c.runs, 1);
+    assert_eq!(c.bump_key(1), "test_macros_methods::Counter::bump|(4,1)");
+    c.bump_invalidate(1);
+    assert_eq!(c.bump(1), 4001);
+    assert_eq!(c.runs, 2);
+}
