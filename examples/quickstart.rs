@@ -11,10 +11,8 @@ use std::thread;
 use std::time::Duration;
 
 fn main() -> Result<(), dogpile::Error> {
-    let region = Region::builder("quickstart")
-        .backend(MemoryBackend::new())
-        .expiration(Duration::from_secs(60))
-        .build();
+    let region =
+        Region::builder("quickstart").backend(MemoryBackend::new()).expiration(Duration::from_secs(60)).build();
 
     // 1. Cached creation: the second call does not run its creator.
     let first: String = region.get_or_create("greeting", || "hello".to_string())?;

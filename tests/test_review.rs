@@ -1,5 +1,4 @@
 //! Review findings on the core and the memory backends: each test names the
-//! bug it shows. Tests marked `#[ignore = "bug: ..."]` fail until the fix
 //! they describe lands; the others guard behaviour a fix must keep.
 
 mod support;
@@ -97,7 +96,6 @@ fn landing_region(clock: &Arc<MockClock>, backend: &Arc<LandsOnAcquire>, exp: Ex
 // under the lock happens after the in-process lock only (create.rs:211),
 // before the distributed one (create.rs:221).
 #[test]
-#[ignore = "bug: no read after acquiring the distributed lock; another process's value is created again"]
 fn missing_key_is_read_again_after_the_distributed_lock() {
     let clock = MockClock::new();
     let backend = LandsOnAcquire::new(&clock);
@@ -116,7 +114,6 @@ fn missing_key_is_read_again_after_the_distributed_lock() {
 // Bug: the same in the async engine (create_async.rs `wait_distributed_async`,
 // DistOutcome::Acquired).
 #[test]
-#[ignore = "bug: no read after acquiring the distributed lock (async path)"]
 fn missing_key_is_read_again_after_the_distributed_lock_async() {
     let clock = MockClock::new();
     let backend = LandsOnAcquire::new(&clock);
@@ -136,7 +133,6 @@ fn missing_key_is_read_again_after_the_distributed_lock_async() {
 // Bug: the same in multi-key creation (multi.rs `claim_one`, after
 // `wait_distributed`): the key is claimed and created again.
 #[test]
-#[ignore = "bug: no read after acquiring the distributed lock (multi-key path)"]
 fn multi_key_is_read_again_after_the_distributed_lock() {
     let clock = MockClock::new();
     let backend = LandsOnAcquire::new(&clock);
@@ -156,7 +152,6 @@ fn multi_key_is_read_again_after_the_distributed_lock() {
 // soon as both locks are taken; another process that regenerated and
 // released between our read and our `try_acquire` gets its work repeated.
 #[test]
-#[ignore = "bug: expired key regenerated again after another process just refreshed it"]
 fn expired_key_is_read_again_after_the_distributed_lock() {
     let clock = MockClock::new();
     let backend = LandsOnAcquire::new(&clock);
@@ -182,7 +177,6 @@ fn expired_key_is_read_again_after_the_distributed_lock() {
 // created 1 ns before the invalidation, or at the same clock reading (a
 // mock clock, or the microsecond-resolution clock of macOS), survives it.
 #[test]
-#[ignore = "bug: hard invalidation misses values created at the same or the previous nanosecond"]
 fn hard_invalidation_misses_a_value_created_just_before() {
     let clock = MockClock::new();
     let region = Region::builder("inv").backend(MemoryBackend::new()).clock(clock.clone()).build();
@@ -219,7 +213,6 @@ fn value_created_after_invalidation_at_the_same_instant_is_fresh() {
 // value weighing 40 % of max_weight is recreated on every call. The doc says
 // only entries above `max_weight` are refused.
 #[test]
-#[ignore = "bug: BoundedMemoryBackend::with_weigher refuses entries far lighter than max_weight"]
 fn weighted_backend_stores_an_entry_below_max_weight() {
     let backend = Arc::new(BoundedMemoryBackend::with_weigher(1000, |_, _| 400));
     let region = Region::builder("heavy").backend_arc(backend.clone()).build();
@@ -241,7 +234,6 @@ fn weighted_backend_stores_an_entry_below_max_weight() {
 // again: the waiter spins forever. Issue 4: waiting never blocks an
 // executor thread.
 #[test]
-#[ignore = "bug: async waiter on a sync-only distributed lock blocks the executor (hangs a current-thread runtime)"]
 fn async_wait_on_a_sync_distributed_lock_yields_to_the_holder() {
     let backend = Proxy::with_lock(MemoryBackend::new());
     let holder = Region::builder("shared").backend_arc(backend.clone()).build();
@@ -383,7 +375,6 @@ type BoxResult = Result<bool, BackendError>;
 // distributed lock only; with an async-only lock it is zero, so the async
 // waiter polls the backend (try_acquire + get) in a tight loop.
 #[test]
-#[ignore = "bug: zero back-off between polls of an async-only distributed lock"]
 fn async_only_lock_waits_its_retry_interval() {
     let backend = AsyncOnly::new(3);
     let region = Region::builder("async-only").backend_arc(backend.clone()).expiration(Expiration::Never).build();
@@ -400,7 +391,6 @@ fn async_only_lock_waits_its_retry_interval() {
 // async-only lock taken by a cancelled creator stays held until it expires
 // (lock_timeout, 30 s by default), so every other process waits that long.
 #[test]
-#[ignore = "bug: a cancelled async creator leaves an async-only distributed lock held"]
 fn cancelled_creator_releases_an_async_only_distributed_lock() {
     let backend = AsyncOnly::new(0);
     let region = Region::builder("async-only-cancel").backend_arc(backend.clone()).build();

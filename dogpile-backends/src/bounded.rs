@@ -59,12 +59,44 @@ impl BoundedMemoryBackend {
     }
 
     /// Holds entries whose weights sum to at most `max_weight`; `weigher`
-    /// gives an entry's weight (a weight above `max_weight` is not stored).
+    /// gives an entry's weight. Any entry weighing up to a quarter of
+    /// `max_weight` can be stored; use
+    /// [`with_weigher_and_max_entry`](Self::with_weigher_and_max_entry) for
+    /// larger entries.
     pub fn with_weigher(max_weight: u64, weigher: impl Fn(&str, &Value) -> u64 + Send + Sync + 'static) -> Self {
+        Self::with_weigher_and_max_entry(max_weight, max_weight / 4, weigher)
+    }
+
+    /// Like [`with_weigher`](Self::with_weigher), guaranteeing that an entry
+    /// weighing up to `max_entry_weight` can be stored. The map is split in
+    /// fewer shards for larger entries (each shard holds its share of the
+    /// total weight), which costs some concurrency; an entry heavier than
+    /// its shard's share is not stored (the value is still returned).
+    pub fn with_weigher_and_max_entry(
+        max_weight: u64,
+        max_entry_weight: u64,
+        weigher: impl Fn(&str, &Value) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        let max_weight = max_weight.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Shards a power of two, each keeping a margin below its share.
+        let fit = (max_weight as f64 * 0.9 / max_entry_weight.max(1) as f64).floor().max(1.0) as usize;
+        let shards = prev_power_of_two(fit.min(4 * cores).max(1));
         let estimated_items = usize::try_from(max_weight.clamp(1, 1 << 20)).unwrap_or(1 << 20);
+        let options = quick_cache::OptionsBuilder::new()
+            .shards(shards)
+            .estimated_items_capacity(estimated_items)
+            .weight_capacity(max_weight)
+            .build()
+            .expect("shards, capacity and weight are all non-zero");
         Self {
-            cache: Cache::with_weighter(estimated_items, max_weight.max(1), KeyValueWeighter(Some(Arc::new(weigher)))),
-            capacity: max_weight.max(1),
+            cache: Cache::with_options(
+                options,
+                KeyValueWeighter(Some(Arc::new(weigher))),
+                Default::default(),
+                Default::default(),
+            ),
+            capacity: max_weight,
         }
     }
 
@@ -87,6 +119,10 @@ impl BoundedMemoryBackend {
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
+}
+
+fn prev_power_of_two(n: usize) -> usize {
+    if n.is_power_of_two() { n } else { n.next_power_of_two() / 2 }
 }
 
 impl fmt::Debug for BoundedMemoryBackend {

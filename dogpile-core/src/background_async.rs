@@ -6,7 +6,6 @@ use crate::options::{CreateOptions, Expiration};
 use crate::region::{CacheValue, Region};
 use crate::runner::{Job, Runner};
 use crate::stats::Counter;
-use crate::value::Meta;
 use std::convert::Infallible;
 use std::future::Future;
 
@@ -90,8 +89,7 @@ impl Region {
         std::mem::forget(counter);
         self.count(Counter::Creations);
         if opts.accepts(&value) {
-            let now = self.inner.clock.now();
-            let meta = Meta { created_nanos: now, creation_nanos: now.saturating_sub(start) };
+            let meta = self.stamp(Some(start));
             self.store_created_async(&skey, &value, meta, exp).await;
         }
         let Held { _local: local, _dist: dist } = held;

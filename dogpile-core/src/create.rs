@@ -7,7 +7,6 @@ use crate::lock::KeyGuard;
 use crate::options::{CreateOptions, Expiration};
 use crate::region::{CacheValue, Lookup, Region};
 use crate::stats::Counter;
-use crate::value::Meta;
 use std::convert::Infallible;
 
 /// The locks held while regenerating one key.
@@ -125,8 +124,7 @@ impl Region {
                 std::mem::forget(counter);
                 region.count(Counter::Creations);
                 if opts.accepts(&value) {
-                    let now = region.inner.clock.now();
-                    let meta = Meta { created_nanos: now, creation_nanos: now.saturating_sub(start) };
+                    let meta = region.stamp(Some(start));
                     region.store_created(&skey, &value, meta, exp);
                 }
                 drop(held);
@@ -171,6 +169,14 @@ impl Region {
                             Ok(dist) => Some(Held { _local: local, _dist: dist.into_guard() }),
                         },
                     };
+                    // With a distributed lock, another process may have just
+                    // regenerated the value: read it again under the lock.
+                    if held.as_ref().is_some_and(|h| h._dist.is_some())
+                        && let Lookup::Fresh(v) = self.lookup::<T>(&skey, exp, false)?
+                    {
+                        self.count(Counter::Hits);
+                        return Ok(v);
+                    }
                     match (after_lock(found, held.is_some(), spawn.is_some()), held) {
                         (Action::RegenerateInBackground, Some(held)) => {
                             let spawn = spawn.as_mut().expect("background implies a spawner");
@@ -241,7 +247,16 @@ impl Region {
         loop {
             match self.try_distributed(skey)? {
                 DistOutcome::NotNeeded => return Ok(DistWait::Locked(None)),
-                DistOutcome::Acquired(g) => return Ok(DistWait::Locked(Some(g))),
+                DistOutcome::Acquired(g) => {
+                    // Another process may have stored its value and released
+                    // between our last read and our acquire: read once more.
+                    if let Lookup::Fresh(v) = self.lookup::<T>(skey, exp, false)? {
+                        self.count(Counter::Hits);
+                        drop(g);
+                        return Ok(DistWait::Landed(v));
+                    }
+                    return Ok(DistWait::Locked(Some(g)));
+                }
                 DistOutcome::Held if have_stale => {
                     // An expired value exists and another process regenerates
                     // it: nothing to wait for.
@@ -305,8 +320,7 @@ impl Region {
             Ok(value) => {
                 self.count(Counter::Creations);
                 if opts.accepts(&value) {
-                    let now = self.inner.clock.now();
-                    let meta = Meta { created_nanos: now, creation_nanos: now.saturating_sub(start) };
+                    let meta = self.stamp(Some(start));
                     self.store_created(skey, &value, meta, exp);
                 }
                 drop(held);

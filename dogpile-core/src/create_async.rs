@@ -111,7 +111,7 @@ impl Region {
     pub async fn set_async<T: CacheValue>(&self, key: &str, value: T) -> Result<(), Error> {
         let Some(ab) = self.inner.backend.as_async() else { return self.set(key, value) };
         let skey = self.storage_key(key);
-        let meta = Meta { created_nanos: self.inner.clock.now(), creation_nanos: 0 };
+        let meta = self.stamp(None);
         let stored = self.encode(&skey, &value, meta)?;
         let ttl = self.storage_ttl(self.inner.expiration);
         let r = ab.set(&skey, stored, ttl).await;
@@ -176,6 +176,18 @@ impl Region {
                             Ok(dist) => Some(Held { _local: local, _dist: dist.into_guard() }),
                         },
                     };
+                    // With a distributed lock, another process may have just
+                    // regenerated the value: read it again under the lock.
+                    if let Some(Held { _dist: Some(_), .. }) = &held
+                        && let Lookup::Fresh(v) = self.lookup_async::<T>(&skey, exp, false).await?
+                    {
+                        self.count(Counter::Hits);
+                        if let Some(Held { _dist: Some(dist), _local }) = held {
+                            dist.release_async().await;
+                            drop(_local);
+                        }
+                        return Ok(v);
+                    }
                     return match (after_lock(found, held.is_some(), spawn.is_some()), held) {
                         (Action::RegenerateInBackground, Some(held)) => {
                             let spawn = spawn.as_mut().expect("background implies a spawner");
@@ -240,7 +252,16 @@ impl Region {
         loop {
             match self.try_distributed_async(skey).await? {
                 DistOutcome::NotNeeded => return Ok(Ok(None)),
-                DistOutcome::Acquired(g) => return Ok(Ok(Some(g))),
+                DistOutcome::Acquired(g) => {
+                    // Another process may have stored its value and released
+                    // between our last read and our acquire: read once more.
+                    if let Lookup::Fresh(v) = self.lookup_async::<T>(skey, exp, false).await? {
+                        self.count(Counter::Hits);
+                        g.release_async().await;
+                        return Ok(Err(v));
+                    }
+                    return Ok(Ok(Some(g)));
+                }
                 DistOutcome::Held => {
                     if !have_stale {
                         if attempt == 0 {
@@ -268,9 +289,9 @@ impl Region {
     async fn sleep_async(&self, duration: std::time::Duration) {
         match self.inner.backend.as_async().and_then(|a| a.distributed_lock()) {
             Some(lock) => lock.sleep(duration).await,
-            // A sync-only distributed lock on the async path: blocking is
-            // the only timer we have.
-            None => std::thread::sleep(duration),
+            // A sync-only distributed lock on the async path: sleep on a
+            // helper thread so the executor thread stays free.
+            None => crate::timer::sleep(duration).await,
         }
     }
 
@@ -301,8 +322,7 @@ impl Region {
             Ok(value) => {
                 self.count(Counter::Creations);
                 if opts.accepts(&value) {
-                    let now = self.inner.clock.now();
-                    let meta = Meta { created_nanos: now, creation_nanos: now.saturating_sub(start) };
+                    let meta = self.stamp(Some(start));
                     self.store_created_async(skey, &value, meta, exp).await;
                 }
                 Ok(value)

@@ -68,9 +68,16 @@ impl Region {
     /// The delay before trying a held distributed lock again, growing from
     /// the backend's interval by half each time up to 16 times it.
     pub(crate) fn dist_backoff(&self, attempt: u32) -> std::time::Duration {
-        let base = self.inner.backend.distributed_lock().map(|l| l.retry_interval()).unwrap_or_default();
+        let backend = &self.inner.backend;
+        let base = match backend.distributed_lock() {
+            Some(l) => l.retry_interval(),
+            None => {
+                backend.as_async().and_then(|a| a.distributed_lock()).map(|l| l.retry_interval()).unwrap_or_default()
+            }
+        };
         let factor = 1.5f64.powi(attempt.min(7) as i32).min(16.0);
-        base.mul_f64(factor)
+        // Capped at a minute, so a huge interval cannot overflow.
+        std::time::Duration::from_secs_f64((base.as_secs_f64() * factor).min(60.0))
     }
 }
 
@@ -103,13 +110,49 @@ impl DistGuard {
     }
 }
 
+impl DistGuard {
+    /// A guard of an async-only lock dropped without `release_async` (its
+    /// creator was cancelled): release it from a spawned task.
+    #[cfg(feature = "tokio")]
+    fn release_detached(&mut self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return self.report_unreleased();
+        };
+        let (region, key, token) = (self.region.clone(), std::mem::take(&mut self.key), self.token.clone());
+        drop(handle.spawn(async move {
+            if let Some(lock) = region.inner.backend.as_async().and_then(|a| a.distributed_lock()) {
+                let result = lock.release(&key, &token).await;
+                DistGuard { region, key, token, released: true, keeper: None }.report(result);
+            }
+        }));
+    }
+
+    #[cfg(not(feature = "tokio"))]
+    fn release_detached(&mut self) {
+        self.report_unreleased();
+    }
+
+    fn report_unreleased(&self) {
+        if self.region.inner.backend.as_async().and_then(|a| a.distributed_lock()).is_some() {
+            tracing::warn!(
+                region = %self.region.inner.name,
+                key = %self.key,
+                "async-only distributed lock of a cancelled creator not released (no tokio runtime); it expires after lock_timeout"
+            );
+        }
+    }
+}
+
 impl Drop for DistGuard {
     fn drop(&mut self) {
         drop(self.keeper.take());
         if self.released {
             return;
         }
-        let Some(lock) = self.region.inner.backend.distributed_lock() else { return };
+        let Some(lock) = self.region.inner.backend.distributed_lock() else {
+            self.release_detached();
+            return;
+        };
         let result = lock.release(&self.key, &self.token);
         self.report(result);
     }

@@ -26,12 +26,18 @@ impl LockKeeper {
         let (region, key, token, thread_stop) = (region.clone(), key.to_owned(), token.clone(), stop.clone());
         let spawned = std::thread::Builder::new().name("dogpile-lock-keeper".into()).spawn(move || {
             let (stopped, cv) = &*thread_stop;
-            let mut guard = stopped.lock().unwrap_or_else(PoisonError::into_inner);
             loop {
-                let (g, _) = cv.wait_timeout(guard, interval).unwrap_or_else(PoisonError::into_inner);
-                guard = g;
-                if *guard {
-                    return;
+                {
+                    let guard = stopped.lock().unwrap_or_else(PoisonError::into_inner);
+                    if *guard {
+                        return;
+                    }
+                    let (guard, _) = cv.wait_timeout(guard, interval).unwrap_or_else(PoisonError::into_inner);
+                    if *guard {
+                        return;
+                    }
+                    // The mutex is not held across the network call below, so
+                    // dropping the guard never waits for an extension.
                 }
                 let Some(lock) = region.inner.backend.distributed_lock() else { return };
                 match lock.extend(&key, &token, ttl) {

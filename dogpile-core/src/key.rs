@@ -139,40 +139,48 @@ where
 /// Writes an unsigned integer in decimal without going through
 /// `core::fmt` (keys are built on every cache hit).
 #[inline]
-fn write_u128(out: &mut String, mut n: u128) {
-    let mut buf = [0u8; 39];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+fn write_u128(out: &mut String, n: u128) {
+    match u64::try_from(n) {
+        Ok(small) => write_u64(out, small),
+        Err(_) => {
+            // Above u64::MAX: the low 19 digits, zero-padded, after the rest.
+            const TEN19: u128 = 10_000_000_000_000_000_000;
+            write_u128(out, n / TEN19);
+            let low = (n % TEN19) as u64;
+            let digits = decimal_len(low);
+            for _ in digits..19 {
+                out.push('0');
+            }
+            write_u64(out, low);
         }
     }
-    push_ascii(out, &buf[i..]);
 }
 
-/// Appends ASCII digits with one copy.
+/// The number of decimal digits of `n` (1 for 0).
 #[inline]
-fn push_ascii(out: &mut String, digits: &[u8]) {
-    // Digits are ASCII, so this never fails; the check is a few compares.
-    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 #[inline]
 fn write_u64(out: &mut String, mut n: u64) {
+    if n < 10 {
+        out.push(char::from(b'0' + n as u8));
+        return;
+    }
+    // Digits from the least significant (division by a constant is a
+    // multiplication), then copied out in order.
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
+    while n > 0 {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
-        if n == 0 {
-            break;
-        }
     }
-    push_ascii(out, &buf[i..]);
+    out.reserve(buf.len() - i);
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
 }
 
 macro_rules! unsigned {
@@ -437,6 +445,23 @@ mod tests {
         assert_eq!(k(&true), "true");
         assert_eq!(k(&'|'), r"\|");
         assert_eq!(k(&()), "()");
+    }
+
+    #[test]
+    fn integers_match_display() {
+        let mut samples: Vec<u128> = vec![0, 9, 10, 99, 100, 101, 999_999, u128::from(u64::MAX) + 1, u128::MAX];
+        let mut x: u128 = 1;
+        while let Some(next) = x.checked_mul(7) {
+            samples.extend([x - 1, x, x + 1]);
+            x = next;
+        }
+        for n in samples {
+            assert_eq!(k(&n), n.to_string());
+            if let Ok(small) = u64::try_from(n) {
+                assert_eq!(k(&small), n.to_string());
+                assert_eq!(k(&(small as i64)), (small as i64).to_string());
+            }
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod options;
 mod region;
 mod runner;
 mod stats;
+mod timer;
 mod value;
 
 pub use backend::{AsyncBackend, AsyncDistributedLock, Backend, BoxFuture, DistributedLock, LockToken};

@@ -12,7 +12,6 @@ use crate::error::Error;
 use crate::options::CreateOptions;
 use crate::region::{CacheValue, Lookup, Region};
 use crate::stats::Counter;
-use crate::value::Meta;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -52,7 +51,7 @@ impl Region {
         &self,
         items: impl IntoIterator<Item = (K, T)>,
     ) -> Result<(), Error> {
-        let meta = Meta { created_nanos: self.inner.clock.now(), creation_nanos: 0 };
+        let meta = self.stamp(None);
         let mut encoded = Vec::new();
         for (k, v) in items {
             let skey = self.storage_key(k.as_ref()).into_owned();
@@ -169,8 +168,7 @@ impl Region {
                 return Err(Error::CreatorLength { expected: to_create.len(), returned: created.len() });
             }
             self.inner.stats.add(Counter::Creations, created.len() as u64);
-            let now = self.inner.clock.now();
-            let meta = Meta { created_nanos: now, creation_nanos: now.saturating_sub(start) };
+            let meta = self.stamp(Some(start));
             let mut batch = Vec::with_capacity(claims.len());
             for (claim, value) in claims.iter().zip(&created) {
                 if opts.accepts(value) {
@@ -224,12 +222,18 @@ impl Region {
                             self.count(Counter::StaleServed);
                             Ok(Ok(stale))
                         }
-                        Ok(dist) => Ok(Err(Claim {
-                            key,
-                            skey,
-                            _held: Held { _local: local, _dist: dist.into_guard() },
-                            _value: std::marker::PhantomData,
-                        })),
+                        Ok(dist) => {
+                            let dist = dist.into_guard();
+                            // Another process may have just regenerated it.
+                            if dist.is_some()
+                                && let Lookup::Fresh(v) = self.lookup::<T>(&skey, exp, false)?
+                            {
+                                self.count(Counter::Hits);
+                                return Ok(Ok(v));
+                            }
+                            let _held = Held { _local: local, _dist: dist };
+                            Ok(Err(Claim { key, skey, _held, _value: std::marker::PhantomData }))
+                        }
                     };
                 }
                 Lookup::Absent => {

@@ -49,8 +49,10 @@ pub(crate) struct Inner {
     pub(crate) codec: Codec,
     pub(crate) locks: Arc<KeyLocks>,
     pub(crate) stats: StatsCells,
-    /// Nanoseconds of the last invalidation with its low bit set for soft;
-    /// 0 when never invalidated.
+    /// The last invalidation: its time in nanoseconds shifted left by one,
+    /// with the low bit set for soft; 0 when never invalidated. Values created
+    /// at or before that time are invalidated, and values created after it
+    /// are stamped strictly later (see `stamp`).
     pub(crate) invalidated: AtomicU64,
     pub(crate) key_mangler: Option<KeyMangler>,
     pub(crate) runner: Arc<dyn Runner>,
@@ -158,7 +160,7 @@ impl Region {
     /// Stores `value` under `key`, created now.
     pub fn set<T: CacheValue>(&self, key: &str, value: T) -> Result<(), Error> {
         let skey = self.storage_key(key);
-        let meta = Meta { created_nanos: self.inner.clock.now(), creation_nanos: 0 };
+        let meta = self.stamp(None);
         let stored = self.encode(&skey, &value, meta)?;
         let ttl = self.storage_ttl(self.inner.expiration);
         self.backend_call(self.inner.backend.set(&skey, stored, ttl))
@@ -174,12 +176,14 @@ impl Region {
     /// its clones. [`Invalidation::Hard`]: they are misses;
     /// [`Invalidation::Soft`]: they count as expired. The last call decides.
     pub fn invalidate(&self, how: Invalidation) {
-        let now = self.inner.clock.now().max(2);
-        let packed = match how {
-            Invalidation::Hard => now & !1,
-            Invalidation::Soft => now | 1,
-        };
-        self.inner.invalidated.store(packed, Ordering::Release);
+        let now = self.inner.clock.now().min(u64::MAX >> 2);
+        let soft = u64::from(how == Invalidation::Soft);
+        let _ = self.inner.invalidated.fetch_update(Ordering::AcqRel, Ordering::Acquire, |prev| {
+            // Invalidation times only move forward, so a value stamped after
+            // one invalidation is never caught by a later one's clock reading.
+            let t = if prev == 0 { now } else { now.max((prev >> 1) + 1) };
+            Some((t << 1) | soft)
+        });
     }
 
     /// Whether some caller in this process holds `key`'s creation lock now
@@ -257,7 +261,7 @@ impl Region {
     #[inline]
     pub(crate) fn judge(&self, meta: &Meta, now: u64, exp: Expiration, early: bool) -> Found {
         let inv = self.inner.invalidated.load(Ordering::Acquire);
-        if inv != 0 && meta.created_nanos < (inv & !1) {
+        if inv != 0 && meta.created_nanos <= (inv >> 1) {
             return if inv & 1 == 1 { Found::Expired } else { Found::Absent };
         }
         let Expiration::After(d) = exp else {
@@ -310,6 +314,16 @@ impl Region {
     fn decode_failure(&self, skey: &str, reason: &str) {
         self.count(Counter::DecodeFailures);
         tracing::warn!(region = %self.inner.name, key = %skey, reason, "cached value could not be decoded; treated as a miss");
+    }
+
+    /// Metadata for a value created now, after a creator that started at
+    /// `start` (if any). The creation time is strictly after the last
+    /// invalidation, even when the clock reads the same instant.
+    pub(crate) fn stamp(&self, start: Option<u64>) -> Meta {
+        let now = self.inner.clock.now();
+        let inv = self.inner.invalidated.load(Ordering::Acquire);
+        let created_nanos = if inv == 0 { now } else { now.max((inv >> 1) + 1) };
+        Meta { created_nanos, creation_nanos: start.map_or(0, |s| now.saturating_sub(s)) }
     }
 
     /// Wraps `value` for the backend.
