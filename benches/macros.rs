@@ -18,6 +18,11 @@
 //! fairer comparison, since every contender sees the same noise.
 //!
 //! `cargo bench --bench macros` (add `-- --quick` for a short smoke run).
+//! `DOGPILE_MACROS_PROFILE=dogpile_cached` (or any contender's name, or
+//! `region_get_or_create`) runs only that contender's hit loop, 10 million
+//! calls (`DOGPILE_MACROS_CALLS` to change), for `perf stat -e
+//! instructions` or `valgrind --tool=callgrind`:
+//! instruction counts do not suffer from a busy machine.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dogpile::backends::MemoryBackend;
@@ -146,8 +151,40 @@ fn interleaved() {
 }
 
 fn bench_and_interleave(c: &mut Criterion) {
+    if let Ok(name) = std::env::var("DOGPILE_MACROS_PROFILE") {
+        profile(&name);
+        return;
+    }
     bench(c);
     interleaved();
+}
+
+/// Only one contender's hit loop (after filling its keys).
+fn profile(name: &str) {
+    let region = BENCH.region().expect("declared with a default backend");
+    let keys: Vec<String> = (0..KEYS).map(dogpile_f::key).collect();
+    let f: Box<dyn Fn(u64) -> String> = match name {
+        "dogpile_cached" => Box::new(dogpile_f),
+        "cached_by_key" => Box::new(cached_f),
+        "cached_ttl_by_key" => Box::new(cached_ttl_f),
+        "dogpile_cached_method" => Box::new(|id| Service.f(id)),
+        "region_get_or_create" => {
+            for id in 0..KEYS {
+                dogpile_f(id);
+            }
+            Box::new(move |id| region.get_or_create(&keys[id as usize], || unreachable!()).unwrap())
+        }
+        other => panic!("unknown contender {other}"),
+    };
+    for id in 0..KEYS {
+        black_box(f(id));
+    }
+    let calls = std::env::var("DOGPILE_MACROS_CALLS").ok().and_then(|c| c.parse().ok()).unwrap_or(10_000_000u64);
+    let start = std::time::Instant::now();
+    for n in 0..calls {
+        black_box(f(black_box(n % KEYS)));
+    }
+    println!("{name}: {:.1} ns per call", start.elapsed().as_nanos() as f64 / calls as f64);
 }
 
 criterion_group! {
