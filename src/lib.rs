@@ -72,6 +72,7 @@ pub use dogpile_core::{
 
 pub use dogpile_core::{CacheKey, write_key_seq, write_key_str};
 
+mod companions;
 mod config;
 mod handle;
 mod registry;

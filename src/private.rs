@@ -140,8 +140,13 @@ impl Site {
         }
     }
 
+    /// The resolved slot, for the companions.
+    pub(crate) fn resolved(&self) -> Option<&'static Slot> {
+        self.slot()
+    }
+
     #[cold]
-    fn cache_failed(&self, error: &Error) {
+    pub(crate) fn cache_failed(&self, error: &Error) {
         self.uncached.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(function = self.function, %error, "cache call failed; the function's own result is used");
     }
@@ -454,182 +459,7 @@ where
     }
 }
 
-fn owned_region(site: &'static Site) -> Option<Region> {
-    site.slot().and_then(Slot::region)
-}
-
-fn log_failure(site: &'static Site, what: &str, r: Result<(), Error>) {
-    if let Err(e) = r {
-        site.cache_failed(&e);
-        tracing::debug!(function = site.function, companion = what, "companion could not reach the cache");
-    }
-}
-
-/// `f::invalidate`: deletes the entry.
-pub fn invalidate<A>(site: &'static Site, args: A, write: impl FnOnce(&A, &mut String)) {
-    if let Some(region) = owned_region(site) {
-        log_failure(site, "invalidate", region.delete(&key(site, args, write)));
-    }
-}
-
-/// `f::invalidate` of an async function.
-pub async fn invalidate_async<A>(site: &'static Site, args: A, write: impl FnOnce(&A, &mut String)) {
-    if let Some(region) = owned_region(site) {
-        let r = region.delete_async(&key(site, args, write)).await;
-        log_failure(site, "invalidate", r);
-    }
-}
-
-/// `f::get`: the cached value if present and fresh by the function's
-/// expiration.
-pub fn get<A, C: Cacheable>(
-    site: &'static Site,
-    expiration: Option<Expiration>,
-    args: A,
-    write: impl FnOnce(&A, &mut String),
-) -> Option<C> {
-    let region = owned_region(site)?;
-    let key = key(site, args, write);
-    let Some(exp) = expiration else {
-        return region.get(&key).unwrap_or_else(|e| {
-            site.cache_failed(&e);
-            None
-        });
-    };
-    // The function's own expiration differs from the region's: judge the
-    // entry's age here. An entry the region calls expired although it is
-    // young enough by the region's rule was soft-invalidated.
-    let entry = match region.get_entry::<C>(&key) {
-        Ok(e) => e?,
-        Err(e) => {
-            site.cache_failed(&e);
-            return None;
-        }
-    };
-    let too_old = |exp: Expiration| match exp {
-        Expiration::Never => false,
-        Expiration::After(d) => d.is_zero() || entry.age > d,
-    };
-    let soft_invalidated = entry.expired && !too_old(region.expiration());
-    (!soft_invalidated && !too_old(exp)).then_some(entry.value)
-}
-
-/// `f::get` of an async function.
-pub async fn get_async<A, C: Cacheable>(
-    site: &'static Site,
-    expiration: Option<Expiration>,
-    args: A,
-    write: impl FnOnce(&A, &mut String),
-) -> Option<C> {
-    if expiration.is_some() {
-        return get(site, expiration, args, write);
-    }
-    let region = owned_region(site)?;
-    region.get_async(&key(site, args, write)).await.unwrap_or_else(|e| {
-        site.cache_failed(&e);
-        None
-    })
-}
-
-/// `f::set`: stores `value` as if the function had returned it.
-pub fn set<A, C: Cacheable>(site: &'static Site, value: C, args: A, write: impl FnOnce(&A, &mut String)) {
-    if let Some(region) = owned_region(site) {
-        log_failure(site, "set", region.set(&key(site, args, write), value));
-    }
-}
-
-/// `f::set` of an async function.
-pub async fn set_async<A, C: Cacheable>(site: &'static Site, value: C, args: A, write: impl FnOnce(&A, &mut String)) {
-    if let Some(region) = owned_region(site) {
-        let r = region.set_async(&key(site, args, write), value).await;
-        log_failure(site, "set", r);
-    }
-}
-
-fn store_refreshed<C: CacheValue>(site: &'static Site, should_cache: Option<fn(&C) -> bool>, key: &str, value: &C) {
-    if should_cache.is_none_or(|p| p(value))
-        && let Some(region) = owned_region(site)
-    {
-        log_failure(site, "refresh", region.set(key, value.clone()));
-    }
-}
-
-/// `f::refresh`: runs the function and stores its value (when the
-/// should-cache rule accepts it).
-pub fn refresh<A, C: Cacheable>(
-    site: &'static Site,
-    should_cache: Option<fn(&C) -> bool>,
-    args: A,
-    write: impl FnOnce(&A, &mut String),
-    create: impl FnOnce(A) -> C,
-) -> C {
-    let key = key(site, &args, |args, out| write(args, out));
-    let value = create(args);
-    store_refreshed(site, should_cache, &key, &value);
-    value
-}
-
-/// `f::refresh` of a function returning `Result`: stores an `Ok` value.
-pub fn try_refresh<A, C: Cacheable, E>(
-    site: &'static Site,
-    should_cache: Option<fn(&C) -> bool>,
-    args: A,
-    write: impl FnOnce(&A, &mut String),
-    create: impl FnOnce(A) -> Result<C, E>,
-) -> Result<C, E> {
-    let key = key(site, &args, |args, out| write(args, out));
-    let result = create(args);
-    if let Ok(value) = &result {
-        store_refreshed(site, should_cache, &key, value);
-    }
-    result
-}
-
-/// `f::refresh` of an async function.
-pub async fn refresh_async<A, C, F, Fut>(
-    site: &'static Site,
-    should_cache: Option<fn(&C) -> bool>,
-    args: A,
-    write: impl FnOnce(&A, &mut String),
-    create: F,
-) -> C
-where
-    C: Cacheable,
-    F: FnOnce(A) -> Fut,
-    Fut: Future<Output = C>,
-{
-    let key = key(site, &args, |args, out| write(args, out));
-    let value = create(args).await;
-    if should_cache.is_none_or(|p| p(&value))
-        && let Some(region) = owned_region(site)
-    {
-        let r = region.set_async(&key, value.clone()).await;
-        log_failure(site, "refresh", r);
-    }
-    value
-}
-
-/// `f::refresh` of an async function returning `Result`.
-pub async fn try_refresh_async<A, C, E, F, Fut>(
-    site: &'static Site,
-    should_cache: Option<fn(&C) -> bool>,
-    args: A,
-    write: impl FnOnce(&A, &mut String),
-    create: F,
-) -> Result<C, E>
-where
-    C: Cacheable,
-    F: FnOnce(A) -> Fut,
-    Fut: Future<Output = Result<C, E>>,
-{
-    let key = key(site, &args, |args, out| write(args, out));
-    let result = create(args).await;
-    if let Ok(value) = &result
-        && should_cache.is_none_or(|p| p(value))
-        && let Some(region) = owned_region(site)
-    {
-        let r = region.set_async(&key, value.clone()).await;
-        log_failure(site, "refresh", r);
-    }
-    result
-}
+pub use crate::companions::{
+    get, get_async, invalidate, invalidate_async, refresh, refresh_async, set, set_async, try_refresh,
+    try_refresh_async,
+};
