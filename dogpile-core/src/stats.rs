@@ -41,7 +41,14 @@ pub(crate) enum Counter {
 }
 
 const COUNTERS: usize = 8;
-const SHARDS: usize = 16;
+/// Shards owned by one thread each: the first threads that touch any region
+/// get one for life and update it with a plain load and store, no atomic
+/// read-modify-write (the only writer is that thread; readers sum with
+/// relaxed loads).
+const OWNED: usize = 64;
+/// Shards shared by every later thread, updated with `fetch_add`.
+const SHARED: usize = 16;
+const OWNED_FLAG: usize = 1 << (usize::BITS - 1);
 
 #[repr(align(128))]
 #[derive(Default)]
@@ -54,22 +61,39 @@ pub(crate) struct StatsCells {
 
 impl Default for StatsCells {
     fn default() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
+        Self { shards: (0..OWNED + SHARED).map(|_| Shard::default()).collect() }
     }
 }
 
-fn shard_index() -> usize {
+/// This thread's shard index, with `OWNED_FLAG` set when it owns it.
+#[inline]
+fn slot() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
     }
-    INDEX.with(|i| *i)
+    SLOT.with(|slot| {
+        let s = slot.get();
+        if s != usize::MAX {
+            return s;
+        }
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let s = if id < OWNED { id | OWNED_FLAG } else { OWNED + id % SHARED };
+        slot.set(s);
+        s
+    })
 }
 
 impl StatsCells {
     #[inline]
     pub(crate) fn add(&self, counter: Counter, n: u64) {
-        self.shards[shard_index()].0[counter as usize].fetch_add(n, Ordering::Relaxed);
+        let s = slot();
+        let cell = &self.shards[s & !OWNED_FLAG].0[counter as usize];
+        if s & OWNED_FLAG != 0 {
+            cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        } else {
+            cell.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     #[inline]
@@ -105,7 +129,8 @@ mod tests {
     #[test]
     fn sums_across_threads() {
         let cells = std::sync::Arc::new(StatsCells::default());
-        let handles: Vec<_> = (0..8)
+        // More threads than owned shards, so shared shards are used too.
+        let handles: Vec<_> = (0..(OWNED + 8))
             .map(|_| {
                 let cells = cells.clone();
                 std::thread::spawn(move || {
@@ -120,8 +145,8 @@ mod tests {
             h.join().unwrap();
         }
         let s = cells.snapshot();
-        assert_eq!(s.hits, 8000);
-        assert_eq!(s.lock_waits, 16);
+        assert_eq!(s.hits, (OWNED as u64 + 8) * 1000);
+        assert_eq!(s.lock_waits, (OWNED as u64 + 8) * 2);
         assert_eq!(s.misses, 0);
     }
 }
