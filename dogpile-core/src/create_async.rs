@@ -242,7 +242,7 @@ impl Region {
     /// The async twin of `wait_distributed`: `Ok(guard)` once we hold the
     /// backend's lock (or it has none), `Err(value)` when another process's
     /// value landed meanwhile.
-    async fn wait_distributed_async<T: CacheValue>(
+    pub(crate) async fn wait_distributed_async<T: CacheValue>(
         &self,
         skey: &str,
         exp: Expiration,

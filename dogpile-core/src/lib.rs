@@ -31,6 +31,7 @@ mod keeper;
 mod key;
 mod lock;
 mod multi;
+mod multi_async;
 mod options;
 mod region;
 mod runner;

@@ -15,12 +15,38 @@ use crate::stats::Counter;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+/// The result of a multi-key call in input order, duplicates and keys that
+/// share a storage key included.
+pub(crate) fn assemble<'k, T: Clone, K: AsRef<str>>(
+    keys: &[K],
+    mut ready: HashMap<&'k str, T>,
+    aliases: Vec<(&'k str, &'k str)>,
+) -> Vec<T> {
+    for (alias, representative) in aliases {
+        let v = ready[representative].clone();
+        ready.insert(alias, v);
+    }
+    keys.iter().map(|k| ready[k.as_ref()].clone()).collect()
+}
+
 /// One key that this caller will create, with its locks.
-struct Claim<'k, T> {
-    key: &'k str,
-    skey: Cow<'k, str>,
-    _held: Held,
-    _value: std::marker::PhantomData<T>,
+pub(crate) struct Claim<'k, T> {
+    pub(crate) key: &'k str,
+    pub(crate) skey: Cow<'k, str>,
+    pub(crate) _held: Held,
+    pub(crate) _value: std::marker::PhantomData<T>,
+}
+
+/// The keys of a multi-key call, de-duplicated and ordered for locking.
+pub(crate) struct Plan<'k> {
+    /// Caller keys, sorted and de-duplicated.
+    pub(crate) unique: Vec<&'k str>,
+    /// Their storage keys (same index).
+    pub(crate) skeys: Vec<Cow<'k, str>>,
+    /// Indices into `unique`, one per storage key, in storage-key order.
+    pub(crate) order: Vec<usize>,
+    /// Caller keys that share a storage key with an earlier one: (alias, representative).
+    pub(crate) aliases: Vec<(&'k str, &'k str)>,
 }
 
 impl Region {
@@ -119,24 +145,8 @@ impl Region {
         F: FnOnce(&[&str]) -> Vec<T>,
     {
         let exp = opts.expiration.unwrap_or(self.inner.expiration);
-        let mut unique: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
-        unique.sort_unstable();
-        unique.dedup();
+        let Plan { unique, skeys, order, aliases } = self.plan(keys);
         let mut ready: HashMap<&str, T> = HashMap::with_capacity(unique.len());
-        let skeys: Vec<Cow<'_, str>> = unique.iter().map(|k| self.storage_key(k)).collect();
-        // Locks are per storage key: take them in storage-key order, once per
-        // storage key (a mangler may map several keys to one). The first
-        // caller key of a group stands for it; the others share its value.
-        let mut order: Vec<usize> = (0..unique.len()).collect();
-        order.sort_by(|&a, &b| skeys[a].cmp(&skeys[b]).then(unique[a].cmp(unique[b])));
-        let mut aliases: Vec<(&str, &str)> = Vec::new();
-        order.dedup_by(|later, first| {
-            let same = skeys[*later] == skeys[*first];
-            if same {
-                aliases.push((unique[*later], unique[*first]));
-            }
-            same
-        });
         let refs: Vec<&str> = order.iter().map(|&i| &*skeys[i]).collect();
         let first = self.backend_call(self.inner.backend.get_multi(&refs))?;
 
@@ -163,24 +173,7 @@ impl Region {
             let counter = PanicCounter(self);
             let created = creator(&to_create);
             std::mem::forget(counter);
-            if created.len() != to_create.len() {
-                self.count(Counter::CreationErrors);
-                return Err(Error::CreatorLength { expected: to_create.len(), returned: created.len() });
-            }
-            self.inner.stats.add(Counter::Creations, created.len() as u64);
-            let meta = self.stamp(Some(start));
-            let mut batch = Vec::with_capacity(claims.len());
-            for (claim, value) in claims.iter().zip(&created) {
-                if opts.accepts(value) {
-                    match self.encode(&claim.skey, value, meta) {
-                        Ok(v) => batch.push((&*claim.skey, v)),
-                        Err(e) => {
-                            self.count(Counter::BackendErrors);
-                            tracing::warn!(region = %self.inner.name, key = %claim.skey, error = %e, "created value not stored");
-                        }
-                    }
-                }
-            }
+            let batch = self.created_batch(&claims, &created, opts, start)?;
             if !batch.is_empty() {
                 let _ = self.backend_call(self.inner.backend.set_multi(batch, self.storage_ttl(exp)));
             }
@@ -189,11 +182,59 @@ impl Region {
             }
             drop(claims);
         }
-        for (alias, representative) in aliases {
-            let v = ready[representative].clone();
-            ready.insert(alias, v);
+        Ok(assemble(keys, ready, aliases))
+    }
+
+    /// Sorts and de-duplicates the keys of a multi-key call and orders them
+    /// for locking: locks are per storage key, taken in storage-key order,
+    /// once per storage key (a mangler may map several keys to one). The
+    /// first caller key of a group stands for it; the others share its value.
+    pub(crate) fn plan<'k, K: AsRef<str>>(&self, keys: &'k [K]) -> Plan<'k> {
+        let mut unique: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let skeys: Vec<Cow<'_, str>> = unique.iter().map(|k| self.storage_key(k)).collect();
+        let mut order: Vec<usize> = (0..unique.len()).collect();
+        order.sort_by(|&a, &b| skeys[a].cmp(&skeys[b]).then(unique[a].cmp(unique[b])));
+        let mut aliases: Vec<(&str, &str)> = Vec::new();
+        order.dedup_by(|later, first| {
+            let same = skeys[*later] == skeys[*first];
+            if same {
+                aliases.push((unique[*later], unique[*first]));
+            }
+            same
+        });
+        Plan { unique, skeys, order, aliases }
+    }
+
+    /// Counts what a multi-key creator returned and encodes the values to
+    /// store; a wrong number of values is an error (nothing is stored).
+    pub(crate) fn created_batch<'c, T: CacheValue>(
+        &self,
+        claims: &'c [Claim<'_, T>],
+        created: &[T],
+        opts: &CreateOptions<T>,
+        start: u64,
+    ) -> Result<Vec<(&'c str, crate::Value)>, Error> {
+        if created.len() != claims.len() {
+            self.count(Counter::CreationErrors);
+            return Err(Error::CreatorLength { expected: claims.len(), returned: created.len() });
         }
-        Ok(keys.iter().map(|k| ready[k.as_ref()].clone()).collect())
+        self.inner.stats.add(Counter::Creations, created.len() as u64);
+        let meta = self.stamp(Some(start));
+        let mut batch = Vec::with_capacity(claims.len());
+        for (claim, value) in claims.iter().zip(created) {
+            if opts.accepts(value) {
+                match self.encode(&claim.skey, value, meta) {
+                    Ok(v) => batch.push((&*claim.skey, v)),
+                    Err(e) => {
+                        self.count(Counter::BackendErrors);
+                        tracing::warn!(region = %self.inner.name, key = %claim.skey, error = %e, "created value not stored");
+                    }
+                }
+            }
+        }
+        Ok(batch)
     }
 
     /// Settles one key of a multi-key call: a value to return now, or a
