@@ -65,7 +65,12 @@ impl Region {
             drop(handle.spawn(async move { region.regenerate_detached(skey, exp, opts, creator, held).await }));
             Ok(())
         };
-        self.engine_async(key, opts, creator, Ok::<T, Infallible>, Some(&mut spawn)).await.map_err(|e| match e {
+        let first = match self.read_in_process(key, opts) {
+            Ok(Ok(fresh)) => return Ok(fresh),
+            Ok(Err(first)) => first,
+            Err(e) => return Err(e),
+        };
+        self.engine_async(key, opts, creator, Ok::<T, Infallible>, Some(&mut spawn), first).await.map_err(|e| match e {
             TryCreateError::Cache(e) => e,
             TryCreateError::Creator(never) => match never {},
         })

@@ -59,7 +59,12 @@ impl Region {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        self.engine_async(key, opts, creator, Ok::<T, Infallible>, None).await.map_err(|e| match e {
+        let first = match self.read_in_process(key, opts) {
+            Ok(Ok(fresh)) => return Ok(fresh),
+            Ok(Err(first)) => first,
+            Err(e) => return Err(e),
+        };
+        self.engine_async(key, opts, creator, Ok::<T, Infallible>, None, first).await.map_err(|e| match e {
             TryCreateError::Cache(e) => e,
             TryCreateError::Creator(never) => match never {},
         })
@@ -72,7 +77,7 @@ impl Region {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.engine_async(key, &CreateOptions::new(), creator, |r| r, None).await
+        self.try_get_or_create_async_with(key, &CreateOptions::new(), creator).await
     }
 
     /// [`try_get_or_create_async`](Self::try_get_or_create_async) with per-call options.
@@ -87,7 +92,35 @@ impl Region {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.engine_async(key, opts, creator, |r| r, None).await
+        let first = match self.read_in_process(key, opts) {
+            Ok(Ok(fresh)) => return Ok(fresh),
+            Ok(Err(first)) => first,
+            Err(e) => return Err(e.into()),
+        };
+        self.engine_async(key, opts, creator, |r| r, None, first).await
+    }
+
+    /// For in-process backends (no async interface), reads the key before
+    /// the engine's future is built: a fresh hit returns at once (`Ok(Ok)`),
+    /// anything else is handed to the engine as its first read (`Ok(Err)`).
+    /// Async backends get `Ok(Err(None))`: the engine reads them itself.
+    #[inline]
+    pub(crate) fn read_in_process<T: CacheValue>(
+        &self,
+        key: &str,
+        opts: &CreateOptions<T>,
+    ) -> Result<Result<T, Option<Lookup<T>>>, Error> {
+        if self.inner.backend.as_async().is_some() {
+            return Ok(Err(None));
+        }
+        let exp = opts.expiration.unwrap_or(self.inner.expiration);
+        match self.lookup::<T>(&self.storage_key(key), exp, true)? {
+            Lookup::Fresh(v) => {
+                self.count(Counter::Hits);
+                Ok(Ok(v))
+            }
+            other => Ok(Err(Some(other))),
+        }
     }
 
     /// The async twin of [`get`](Self::get).
@@ -150,6 +183,7 @@ impl Region {
         creator: F,
         map: M,
         mut spawn: SpawnAsync<'_, T, F>,
+        mut first: Option<Lookup<T>>,
     ) -> Result<T, TryCreateError<E>>
     where
         T: CacheValue,
@@ -161,7 +195,10 @@ impl Region {
         let exp = opts.expiration.unwrap_or(self.inner.expiration);
         let mut counted_miss = false;
         loop {
-            let lookup = self.lookup_async::<T>(&skey, exp, true).await?;
+            let lookup = match first.take() {
+                Some(lookup) => lookup,
+                None => self.lookup_async::<T>(&skey, exp, true).await?,
+            };
             let found = lookup.found();
             match (after_read(found), lookup) {
                 (Step::ReturnFresh, Lookup::Fresh(v)) => {
