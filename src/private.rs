@@ -298,6 +298,9 @@ pub fn call<A, C: Cacheable>(
     create: impl FnOnce(A) -> C,
 ) -> C {
     let Some(slot) = site.slot() else { return site.uncached(args, create) };
+    if let Some(region) = slot.fast() {
+        return call_in(site, region, None, args, write, create);
+    }
     let guard = slot.current.load();
     if let Some(region) = &*guard {
         return call_in(site, region, None, args, write, create);
@@ -319,6 +322,9 @@ pub fn call_with<A, C: Cacheable>(
     create: impl FnOnce(A) -> C,
 ) -> C {
     let Some(slot) = site.slot() else { return site.uncached(args, create) };
+    if let Some(region) = slot.fast() {
+        return call_in(site, region, Some(options), args, write, create);
+    }
     let guard = slot.current.load();
     if let Some(region) = &*guard {
         return call_in(site, region, Some(options), args, write, create);
@@ -372,6 +378,9 @@ pub fn try_call<A, C: Cacheable, E>(
     create: impl FnOnce(A) -> Result<C, E>,
 ) -> Result<C, E> {
     let Some(slot) = site.slot() else { return site.uncached(args, create) };
+    if let Some(region) = slot.fast() {
+        return try_call_in(site, region, options, args, write, create);
+    }
     let guard = slot.current.load();
     if let Some(region) = &*guard {
         return try_call_in(site, region, options, args, write, create);
