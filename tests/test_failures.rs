@@ -252,3 +252,24 @@ fn backend_failures_are_errors_on_read_and_counted_on_write() {
     assert!(region.set("k", 1u32).is_err());
     assert_eq!(region.lock_entries(), 0);
 }
+
+/// A creator that asks the cache for its own key on the same thread used to
+/// wait for itself forever; it now gets `Error::Reentrant`, and the outer
+/// call still completes with its own value.
+#[test]
+fn creator_asking_for_its_own_key_is_an_error_not_a_deadlock() {
+    use dogpile::backends::MemoryBackend;
+    let region = dogpile::Region::builder("reentrant").backend(MemoryBackend::new()).build();
+    let inner_region = region.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let outer: Result<u32, dogpile::Error> = region.get_or_create("k", || {
+            let inner = inner_region.get_or_create::<u32, _>("k", || 2);
+            assert!(matches!(inner, Err(dogpile::Error::Reentrant { ref key }) if key == "k"), "{inner:?}");
+            1
+        });
+        tx.send(outer.map_err(|e| e.to_string())).unwrap();
+    });
+    let outer = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("deadlocked");
+    assert_eq!(outer, Ok(1));
+}

@@ -116,6 +116,7 @@ impl Region {
         F: FnOnce() -> T + Send + 'static,
     {
         let mut spawn = |creator: F, held: Held, skey: String, exp: Expiration, opts: CreateOptions<T>| {
+            held._local.clear_thread();
             let region = self.clone();
             let job = Box::new(move || {
                 let start = region.inner.clock.now();
@@ -164,7 +165,10 @@ impl Region {
                         None => None,
                         // A backend error while trying the distributed lock:
                         // serve the stale value we already have.
-                        Some(local) => match self.try_distributed(&skey) {
+                        Some(local) => match {
+                            local.mark_thread();
+                            self.try_distributed(&skey)
+                        } {
                             Ok(DistOutcome::Held) | Err(_) => None,
                             Ok(dist) => Some(Held { _local: local, _dist: dist.into_guard() }),
                         },
@@ -204,9 +208,15 @@ impl Region {
                         counted_miss = true;
                     }
                     let local = match self.inner.locks.handle(&skey).try_lock() {
-                        Ok(local) => local,
+                        Ok(local) => {
+                            local.mark_thread();
+                            local
+                        }
                         Err(handle) => {
                             debug_assert_eq!(after_lock(found, false, false), Action::WaitAndReread);
+                            if handle.held_by_this_thread() {
+                                return Err(Error::Reentrant { key: skey.into_owned() }.into());
+                            }
                             self.count(Counter::LockWaits);
                             handle.wait_released();
                             continue;

@@ -80,6 +80,12 @@ pub enum Error {
     Config(String),
     /// The background runner refused the regeneration job.
     Runner(String),
+    /// A creator asked the cache for its own key (directly or through other
+    /// calls) on the same thread: waiting would never end.
+    Reentrant {
+        /// The key (as stored, after the key mangler).
+        key: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -101,6 +107,11 @@ impl fmt::Display for Error {
             ),
             Error::Config(message) => write!(f, "cache configuration error: {message}"),
             Error::Runner(message) => write!(f, "background regeneration failed to start: {message}"),
+            Error::Reentrant { key } => write!(
+                f,
+                "the creator of key `{key}` asked the cache for the same key on the same thread; \
+                 it would wait for itself forever (compute the value directly inside the creator)"
+            ),
         }
     }
 }

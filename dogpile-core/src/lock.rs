@@ -43,6 +43,33 @@ pub(crate) struct KeyLocks {
 struct KeyLock {
     locked: AtomicBool,
     released: Event,
+    /// The blocking caller's thread holding the lock (see
+    /// [`KeyGuard::mark_thread`]); 0 when free or held by an async task.
+    holder: std::sync::atomic::AtomicUsize,
+}
+
+impl KeyLock {
+    fn new() -> Self {
+        KeyLock {
+            locked: AtomicBool::new(false),
+            released: Event::new(),
+            holder: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+/// A small non-zero number unique to the current thread.
+fn thread_token() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    thread_local! {
+        static TOKEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+    TOKEN.with(|t| {
+        if t.get() == 0 {
+            t.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        }
+        t.get()
+    })
 }
 
 impl KeyLocks {
@@ -63,7 +90,7 @@ impl KeyLocks {
             match map.get(key) {
                 Some(l) => l.clone(),
                 None => {
-                    let l = Arc::new(KeyLock { locked: AtomicBool::new(false), released: Event::new() });
+                    let l = Arc::new(KeyLock::new());
                     map.insert(key.into(), l.clone());
                     l
                 }
@@ -83,7 +110,7 @@ impl KeyLocks {
                 Some(l) if l.locked.load(Ordering::SeqCst) => return None,
                 Some(l) => l.clone(),
                 None => {
-                    let l = Arc::new(KeyLock { locked: AtomicBool::new(false), released: Event::new() });
+                    let l = Arc::new(KeyLock::new());
                     map.insert(key.into(), l.clone());
                     l
                 }
@@ -184,9 +211,33 @@ pub(crate) struct KeyGuard {
     handle: KeyHandle,
 }
 
+impl KeyGuard {
+    /// Records that a blocking caller on this thread holds the lock, so that
+    /// the same thread asking for the key again (a creator calling the cache
+    /// for its own key) is told so instead of waiting for itself forever.
+    pub(crate) fn mark_thread(&self) {
+        self.handle.lock().holder.store(thread_token(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl KeyGuard {
+    /// Forgets the holding thread (the guard moves to a background job).
+    pub(crate) fn clear_thread(&self) {
+        self.handle.lock().holder.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl KeyHandle {
+    /// Whether a blocking caller on this very thread holds the lock.
+    pub(crate) fn held_by_this_thread(&self) -> bool {
+        self.lock().holder.load(std::sync::atomic::Ordering::Relaxed) == thread_token()
+    }
+}
+
 impl Drop for KeyGuard {
     fn drop(&mut self) {
         let lock = self.handle.lock();
+        lock.holder.store(0, std::sync::atomic::Ordering::Relaxed);
         lock.locked.store(false, Ordering::SeqCst);
         lock.released.notify(usize::MAX);
     }

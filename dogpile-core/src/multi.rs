@@ -258,6 +258,7 @@ impl Region {
                         self.count(Counter::StaleServed);
                         return Ok(Ok(stale));
                     };
+                    local.mark_thread();
                     return match self.try_distributed(&skey) {
                         Ok(DistOutcome::Held) | Err(_) => {
                             self.count(Counter::StaleServed);
@@ -284,11 +285,15 @@ impl Region {
                     }
                     match self.inner.locks.handle(&skey).try_lock() {
                         Err(handle) => {
+                            if handle.held_by_this_thread() {
+                                return Err(Error::Reentrant { key: skey.into_owned() });
+                            }
                             self.count(Counter::LockWaits);
                             handle.wait_released();
                             lookup = self.lookup(&skey, exp, false)?;
                         }
                         Ok(local) => {
+                            local.mark_thread();
                             let stale = match self.lookup::<T>(&skey, exp, false)? {
                                 Lookup::Fresh(v) => {
                                     self.count(Counter::Hits);
