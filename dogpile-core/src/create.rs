@@ -165,13 +165,13 @@ impl Region {
                         None => None,
                         // A backend error while trying the distributed lock:
                         // serve the stale value we already have.
-                        Some(local) => match {
+                        Some(local) => {
                             local.mark_thread();
-                            self.try_distributed(&skey)
-                        } {
-                            Ok(DistOutcome::Held) | Err(_) => None,
-                            Ok(dist) => Some(Held { _local: local, _dist: dist.into_guard() }),
-                        },
+                            match self.try_distributed(&skey) {
+                                Ok(DistOutcome::Held) | Err(_) => None,
+                                Ok(dist) => Some(Held { _local: local, _dist: dist.into_guard() }),
+                            }
+                        }
                     };
                     // With a distributed lock, another process may have just
                     // regenerated the value: read it again under the lock.
