@@ -81,7 +81,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         false
     }
 
-    /// The async interface of this backend, if it has one.
+    /// The async interface of this backend, if it has one. The async region
+    /// API calls a backend without one through its sync methods, on the
+    /// executor thread: fine for backends that never block (the memory
+    /// backends), but a backend that does I/O must provide this so that
+    /// async callers never block their executor.
     fn as_async(&self) -> Option<&dyn AsyncBackend> {
         None
     }
