@@ -43,29 +43,11 @@ pub fn get<A, C: Cacheable>(
     write: impl FnOnce(&A, &mut String),
 ) -> Option<C> {
     let region = owned_region(site)?;
-    let key = key(site, args, write);
-    let Some(exp) = expiration else {
-        return region.get(&key).unwrap_or_else(|e| {
-            site.cache_failed(&e);
-            None
-        });
-    };
-    // The function's own expiration differs from the region's: judge the
-    // entry's age here. An entry the region calls expired although it is
-    // young enough by the region's rule was soft-invalidated.
-    let entry = match region.get_entry::<C>(&key) {
-        Ok(e) => e?,
-        Err(e) => {
-            site.cache_failed(&e);
-            return None;
-        }
-    };
-    let too_old = |exp: Expiration| match exp {
-        Expiration::Never => false,
-        Expiration::After(d) => d.is_zero() || entry.age > d,
-    };
-    let soft_invalidated = entry.expired && !too_old(region.expiration());
-    (!soft_invalidated && !too_old(exp)).then_some(entry.value)
+    let exp = expiration.unwrap_or_else(|| region.expiration());
+    region.get_with(&key(site, args, write), exp).unwrap_or_else(|e| {
+        site.cache_failed(&e);
+        None
+    })
 }
 
 /// `f::get` of an async function.
@@ -75,36 +57,55 @@ pub async fn get_async<A, C: Cacheable>(
     args: A,
     write: impl FnOnce(&A, &mut String),
 ) -> Option<C> {
-    if expiration.is_some() {
-        return get(site, expiration, args, write);
-    }
     let region = owned_region(site)?;
-    region.get_async(&key(site, args, write)).await.unwrap_or_else(|e| {
+    let exp = expiration.unwrap_or_else(|| region.expiration());
+    region.get_with_async(&key(site, args, write), exp).await.unwrap_or_else(|e| {
         site.cache_failed(&e);
         None
     })
 }
 
 /// `f::set`: stores `value` as if the function had returned it.
-pub fn set<A, C: Cacheable>(site: &'static Site, value: C, args: A, write: impl FnOnce(&A, &mut String)) {
+pub fn set<A, C: Cacheable>(
+    site: &'static Site,
+    expiration: Option<Expiration>,
+    value: C,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+) {
     if let Some(region) = owned_region(site) {
-        log_failure(site, "set", region.set(&key(site, args, write), value));
+        let exp = expiration.unwrap_or_else(|| region.expiration());
+        log_failure(site, "set", region.set_with(&key(site, args, write), value, exp));
     }
 }
 
 /// `f::set` of an async function.
-pub async fn set_async<A, C: Cacheable>(site: &'static Site, value: C, args: A, write: impl FnOnce(&A, &mut String)) {
+pub async fn set_async<A, C: Cacheable>(
+    site: &'static Site,
+    expiration: Option<Expiration>,
+    value: C,
+    args: A,
+    write: impl FnOnce(&A, &mut String),
+) {
     if let Some(region) = owned_region(site) {
-        let r = region.set_async(&key(site, args, write), value).await;
+        let exp = expiration.unwrap_or_else(|| region.expiration());
+        let r = region.set_with_async(&key(site, args, write), value, exp).await;
         log_failure(site, "set", r);
     }
 }
 
-fn store_refreshed<C: CacheValue>(site: &'static Site, should_cache: Option<fn(&C) -> bool>, key: &str, value: &C) {
+fn store_refreshed<C: CacheValue>(
+    site: &'static Site,
+    expiration: Option<Expiration>,
+    should_cache: Option<fn(&C) -> bool>,
+    key: &str,
+    value: &C,
+) {
     if should_cache.is_none_or(|p| p(value))
         && let Some(region) = owned_region(site)
     {
-        log_failure(site, "refresh", region.set(key, value.clone()));
+        let exp = expiration.unwrap_or_else(|| region.expiration());
+        log_failure(site, "refresh", region.set_with(key, value.clone(), exp));
     }
 }
 
@@ -112,6 +113,7 @@ fn store_refreshed<C: CacheValue>(site: &'static Site, should_cache: Option<fn(&
 /// should-cache rule accepts it).
 pub fn refresh<A, C: Cacheable>(
     site: &'static Site,
+    expiration: Option<Expiration>,
     should_cache: Option<fn(&C) -> bool>,
     args: A,
     write: impl FnOnce(&A, &mut String),
@@ -119,13 +121,14 @@ pub fn refresh<A, C: Cacheable>(
 ) -> C {
     let key = key(site, &args, |args, out| write(args, out));
     let value = create(args);
-    store_refreshed(site, should_cache, &key, &value);
+    store_refreshed(site, expiration, should_cache, &key, &value);
     value
 }
 
 /// `f::refresh` of a function returning `Result`: stores an `Ok` value.
 pub fn try_refresh<A, C: Cacheable, E>(
     site: &'static Site,
+    expiration: Option<Expiration>,
     should_cache: Option<fn(&C) -> bool>,
     args: A,
     write: impl FnOnce(&A, &mut String),
@@ -134,7 +137,7 @@ pub fn try_refresh<A, C: Cacheable, E>(
     let key = key(site, &args, |args, out| write(args, out));
     let result = create(args);
     if let Ok(value) = &result {
-        store_refreshed(site, should_cache, &key, value);
+        store_refreshed(site, expiration, should_cache, &key, value);
     }
     result
 }
@@ -142,6 +145,7 @@ pub fn try_refresh<A, C: Cacheable, E>(
 /// `f::refresh` of an async function.
 pub async fn refresh_async<A, C, F, Fut>(
     site: &'static Site,
+    expiration: Option<Expiration>,
     should_cache: Option<fn(&C) -> bool>,
     args: A,
     write: impl FnOnce(&A, &mut String),
@@ -157,7 +161,8 @@ where
     if should_cache.is_none_or(|p| p(&value))
         && let Some(region) = owned_region(site)
     {
-        let r = region.set_async(&key, value.clone()).await;
+        let exp = expiration.unwrap_or_else(|| region.expiration());
+        let r = region.set_with_async(&key, value.clone(), exp).await;
         log_failure(site, "refresh", r);
     }
     value
@@ -166,6 +171,7 @@ where
 /// `f::refresh` of an async function returning `Result`.
 pub async fn try_refresh_async<A, C, E, F, Fut>(
     site: &'static Site,
+    expiration: Option<Expiration>,
     should_cache: Option<fn(&C) -> bool>,
     args: A,
     write: impl FnOnce(&A, &mut String),
@@ -182,7 +188,8 @@ where
         && should_cache.is_none_or(|p| p(value))
         && let Some(region) = owned_region(site)
     {
-        let r = region.set_async(&key, value.clone()).await;
+        let exp = expiration.unwrap_or_else(|| region.expiration());
+        let r = region.set_with_async(&key, value.clone(), exp).await;
         log_failure(site, "refresh", r);
     }
     result

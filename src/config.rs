@@ -377,7 +377,15 @@ impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
             "expiration" => p.config.expiration = Some(parse::ExpirationValue::deserialize(d)?.0),
             "replace" => p.config.replace = bool::deserialize(d)?,
             "stale_if_error" => p.config.stale_if_error = Some(bool::deserialize(d)?),
-            "early_refresh" => p.config.early_refresh = Some(f64::deserialize(d)?),
+            "early_refresh" => {
+                let beta = f64::deserialize(d)?;
+                if !(beta.is_finite() && beta > 0.0) {
+                    return Err(de::Error::custom(format!(
+                        "early_refresh must be a finite number greater than 0 (1.0 is the usual beta), not {beta}"
+                    )));
+                }
+                p.config.early_refresh = Some(beta);
+            }
             "lock_timeout" => p.config.lock_timeout = Some(parse::DurationValue::deserialize(d)?.0),
             "storage_grace" => p.config.storage_grace = Some(parse::DurationValue::deserialize(d)?.0),
             "codec" => {
@@ -460,10 +468,15 @@ impl<'de> Deserialize<'de> for RegionConfig {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RegionConfig, A::Error> {
                 let mut partial = Partial::default();
+                let mut seen: Vec<&'static str> = Vec::new();
                 while let Some(field) = map.next_key::<String>()? {
                     let Some(field) = FIELDS.iter().find(|f| **f == field) else {
                         return Err(de::Error::unknown_field(&field, FIELDS));
                     };
+                    if seen.contains(field) {
+                        return Err(de::Error::duplicate_field(field));
+                    }
+                    seen.push(field);
                     map.next_value_seed(FieldSeed { field, partial: &mut partial })
                         .map_err(|e| de::Error::custom(format!("field `{field}`: {e}")))?;
                 }

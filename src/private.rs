@@ -79,6 +79,11 @@ impl Site {
         }
     }
 
+    /// The key prefix of a free function (`None` for methods).
+    pub(crate) fn key_prefix(&self) -> Option<&'static str> {
+        self.prefix
+    }
+
     pub(crate) fn region_name(&self) -> &'static str {
         match self.region {
             RegionRef::Name(n) => n,

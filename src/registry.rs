@@ -282,6 +282,31 @@ pub fn check() -> Result<(), CheckError> {
             ));
         }
     }
+    // Two cached functions with the same path (declared inside two different
+    // functions of one module) get the same key prefix: their values would
+    // mix. `module_path!()` cannot tell them apart, so say so at start-up.
+    for (i, a) in REGISTRY.functions.iter().enumerate() {
+        for b in &REGISTRY.functions[i + 1..] {
+            if a.function == b.function
+                && a.region_name() == b.region_name()
+                && a.key_prefix().is_some()
+                && a.key_prefix() == b.key_prefix()
+                && (a.file, a.line) != (b.file, b.line)
+            {
+                problems.push(format!(
+                    "cached functions `{}` at {}:{} and {}:{} share one cache key prefix in region `{}` \
+                     (functions declared inside other functions are named by their module only); \
+                     give one of them `name = \"...\"` or `namespace = \"...\"`",
+                    a.function,
+                    a.file,
+                    a.line,
+                    b.file,
+                    b.line,
+                    a.region_name()
+                ));
+            }
+        }
+    }
     for slot in REGISTRY.slots.values() {
         if !slot.is_configured() {
             let users: Vec<&str> =

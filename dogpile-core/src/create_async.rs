@@ -125,29 +125,38 @@ impl Region {
 
     /// The async twin of [`get`](Self::get).
     pub async fn get_async<T: CacheValue>(&self, key: &str) -> Result<Option<T>, Error> {
-        let Some(ab) = self.inner.backend.as_async() else { return self.get(key) };
+        self.get_with_async(key, self.inner.expiration).await
+    }
+
+    /// The async twin of [`get_with`](Self::get_with).
+    pub async fn get_with_async<T: CacheValue>(
+        &self,
+        key: &str,
+        expiration: impl Into<Expiration>,
+    ) -> Result<Option<T>, Error> {
+        let exp = expiration.into();
         let skey = self.storage_key(key);
-        let value = self.backend_call(ab.get(&skey).await)?;
-        match value.map(|v| self.judge_value::<T>(&skey, &v, self.inner.expiration, false)) {
-            Some(Lookup::Fresh(v)) => {
-                self.count(Counter::Hits);
-                Ok(Some(v))
-            }
-            _ => {
-                self.count(Counter::Misses);
-                Ok(None)
-            }
-        }
+        let found = self.lookup_async::<T>(&skey, exp, false).await?;
+        Ok(self.count_get(found))
     }
 
     /// The async twin of [`set`](Self::set).
     pub async fn set_async<T: CacheValue>(&self, key: &str, value: T) -> Result<(), Error> {
-        let Some(ab) = self.inner.backend.as_async() else { return self.set(key, value) };
+        self.set_with_async(key, value, self.inner.expiration).await
+    }
+
+    /// The async twin of [`set_with`](Self::set_with).
+    pub async fn set_with_async<T: CacheValue>(
+        &self,
+        key: &str,
+        value: T,
+        expiration: impl Into<Expiration>,
+    ) -> Result<(), Error> {
+        let exp = expiration.into();
+        let Some(ab) = self.inner.backend.as_async() else { return self.set_with(key, value, exp) };
         let skey = self.storage_key(key);
-        let meta = self.stamp(None);
-        let stored = self.encode(&skey, &value, meta)?;
-        let ttl = self.storage_ttl(self.inner.expiration);
-        let r = ab.set(&skey, stored, ttl).await;
+        let stored = self.encode(&skey, &value, self.stamp(None))?;
+        let r = ab.set(&skey, stored, self.storage_ttl(exp)).await;
         self.backend_call(r)
     }
 

@@ -122,15 +122,26 @@ impl Region {
     /// Reads a fresh value: `None` if absent, expired, invalidated, or not
     /// decodable as `T`.
     pub fn get<T: CacheValue>(&self, key: &str) -> Result<Option<T>, Error> {
+        self.get_with(key, self.inner.expiration)
+    }
+
+    /// Like [`get`](Self::get), judging freshness by `expiration` instead of
+    /// the region's (for values stored with a per-call expiration).
+    pub fn get_with<T: CacheValue>(&self, key: &str, expiration: impl Into<Expiration>) -> Result<Option<T>, Error> {
         let skey = self.storage_key(key);
-        match self.lookup::<T>(&skey, self.inner.expiration, false)? {
+        let found = self.lookup::<T>(&skey, expiration.into(), false)?;
+        Ok(self.count_get(found))
+    }
+
+    pub(crate) fn count_get<T>(&self, found: Lookup<T>) -> Option<T> {
+        match found {
             Lookup::Fresh(v) => {
                 self.count(Counter::Hits);
-                Ok(Some(v))
+                Some(v)
             }
             Lookup::Expired(_) | Lookup::Absent => {
                 self.count(Counter::Misses);
-                Ok(None)
+                None
             }
         }
     }
@@ -159,10 +170,16 @@ impl Region {
 
     /// Stores `value` under `key`, created now.
     pub fn set<T: CacheValue>(&self, key: &str, value: T) -> Result<(), Error> {
+        self.set_with(key, value, self.inner.expiration)
+    }
+
+    /// Like [`set`](Self::set), for a value judged by `expiration` rather
+    /// than the region's: the backend keeps it as long as that expiration
+    /// needs (plus the storage grace).
+    pub fn set_with<T: CacheValue>(&self, key: &str, value: T, expiration: impl Into<Expiration>) -> Result<(), Error> {
         let skey = self.storage_key(key);
-        let meta = self.stamp(None);
-        let stored = self.encode(&skey, &value, meta)?;
-        let ttl = self.storage_ttl(self.inner.expiration);
+        let stored = self.encode(&skey, &value, self.stamp(None))?;
+        let ttl = self.storage_ttl(expiration.into());
         self.backend_call(self.inner.backend.set(&skey, stored, ttl))
     }
 

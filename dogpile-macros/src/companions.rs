@@ -136,13 +136,13 @@ pub(crate) fn generate(g: &Gen<'_>) -> TokenStream {
         #(#cfgs)*
         #[doc = #doc_set]
         #vis #asyncness fn #set_fn #generics (#receiver_tokens #value: #cached_ty, #(#idents: #types),*) #where_clause {
-            #krate::__private::#set(#site, #value, #tuple, #write) #dot_await
+            #krate::__private::#set(#site, #exp, #value, #tuple, #write) #dot_await
         }
 
         #(#cfgs)*
         #[doc = #doc_refresh]
         #vis #asyncness fn #refresh_fn #generics (#inputs) -> #ret #where_clause {
-            #krate::__private::#refresh(#site, #pred, #tuple, #write, move |#pattern| #original) #dot_await
+            #krate::__private::#refresh(#site, #exp, #pred, #tuple, #write, move |#pattern| #original) #dot_await
         }
     };
 
