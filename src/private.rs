@@ -264,6 +264,53 @@ impl<T, E> Fallible for Result<T, E> {
     type Ok = T;
 }
 
+/// Tells, by the value's type, whether a created value may be stored: a
+/// `Result` only when `Ok`, anything else always. It lets a function whose
+/// return type is a `Result` behind an alias (`ApiResult<T>`) keep its errors
+/// out of the cache, which the macro cannot see from the type's name.
+///
+/// Dispatch happens at compile time by method resolution: the `Result`
+/// impl is on the probe itself and wins; the general one is on a reference
+/// to it and is found one auto-reference later.
+pub struct ResultProbe<T>(::core::marker::PhantomData<T>);
+
+impl<T> ResultProbe<T> {
+    /// The probe for `T`.
+    pub const fn new() -> Self {
+        ResultProbe(::core::marker::PhantomData)
+    }
+}
+
+impl<T> Default for ResultProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `Result` half of [`ResultProbe`].
+pub trait AcceptsOk<T> {
+    /// Whether `value` may be stored.
+    fn accepts(&self, value: &T) -> bool;
+}
+
+impl<C, E> AcceptsOk<Result<C, E>> for ResultProbe<Result<C, E>> {
+    fn accepts(&self, value: &Result<C, E>) -> bool {
+        value.is_ok()
+    }
+}
+
+/// The general half of [`ResultProbe`].
+pub trait AcceptsAny<T> {
+    /// Whether `value` may be stored (always).
+    fn accepts(&self, value: &T) -> bool;
+}
+
+impl<T> AcceptsAny<T> for &ResultProbe<T> {
+    fn accepts(&self, _value: &T) -> bool {
+        true
+    }
+}
+
 /// `Option::is_some` for `cache_none = false`.
 pub fn is_some<T>(v: &Option<T>) -> bool {
     v.is_some()

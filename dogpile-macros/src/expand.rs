@@ -239,14 +239,48 @@ impl<'a> Gen<'a> {
         let cached_ty = &self.cached_ty;
         let user = self.opts.should_cache.clone();
         let no_none = matches!(self.opts.cache_none, Some((false, _)));
-        match (user, no_none) {
+        let base = match (user, no_none) {
             (None, false) => None,
             (Some(p), false) => Some(quote_spanned!(p.span()=> #p)),
             (None, true) => Some(quote!(#krate::__private::is_some)),
             (Some(p), true) => Some(quote! {
                 |v: &#cached_ty| #krate::__private::is_some(v) && (#p)(v)
             }),
+        };
+        if !(matches!(self.func.output, Output::Value) && maybe_result_alias(&self.func.ret)) {
+            return base;
         }
+        // The return type may be a `Result` behind an alias: let its type
+        // decide (errors are never stored).
+        let probe = quote! {
+            {
+                #[allow(unused_imports)]
+                use #krate::__private::{AcceptsAny as _, AcceptsOk as _};
+                (&#krate::__private::ResultProbe::<#cached_ty>::new()).accepts(v)
+            }
+        };
+        Some(match base {
+            None => quote!(|v: &#cached_ty| #probe),
+            Some(p) => quote!(|v: &#cached_ty| #probe && (#p)(v)),
+        })
+    }
+}
+
+/// Whether a plain-value return type could be a `Result` alias: a path type
+/// that is not one of the common non-`Result` standard types. (A literal
+/// `Result<..>` is handled as such before this is asked.)
+fn maybe_result_alias(ty: &syn::Type) -> bool {
+    const PLAIN: &[&str] = &[
+        "String", "Vec", "Box", "Arc", "Rc", "Cow", "HashMap", "BTreeMap", "HashSet", "BTreeSet", "VecDeque", "u8",
+        "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64", "bool", "char",
+    ];
+    match ty {
+        syn::Type::Path(p) if p.qself.is_none() => {
+            p.path.segments.last().is_some_and(|s| !PLAIN.iter().any(|name| s.ident == name))
+        }
+        syn::Type::Group(g) => maybe_result_alias(&g.elem),
+        syn::Type::Paren(p) => maybe_result_alias(&p.elem),
+        _ => false,
     }
 }
 
