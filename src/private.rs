@@ -51,6 +51,13 @@ pub struct Site {
     pub(crate) file: &'static str,
     pub(crate) line: u32,
     region: RegionRef,
+    /// `type_name` of the function's companion type: names the enclosing
+    /// function for a cached function declared inside another function
+    /// (which `module_path!()` cannot).
+    scope: Option<fn() -> &'static str>,
+    /// The prefix with the enclosing function's path, when it differs from
+    /// `prefix` (resolved on first use).
+    scoped_prefix: OnceLock<Option<Box<str>>>,
     slot: OnceLock<Option<&'static Slot>>,
     uncached: AtomicU64,
     warned: AtomicBool,
@@ -72,6 +79,8 @@ impl Site {
             file,
             line,
             region,
+            scope: None,
+            scoped_prefix: OnceLock::new(),
             slot: OnceLock::new(),
             uncached: AtomicU64::new(0),
             warned: AtomicBool::new(false),
@@ -79,9 +88,37 @@ impl Site {
         }
     }
 
-    /// The key prefix of a free function (`None` for methods).
-    pub(crate) fn key_prefix(&self) -> Option<&'static str> {
-        self.prefix
+    /// Records the function's companion type name (see `scope`).
+    pub const fn scoped(mut self, type_name: fn() -> &'static str) -> Self {
+        self.scope = Some(type_name);
+        self
+    }
+
+    /// The key prefix of a free function (`None` for methods): `module::f`
+    /// (plus `|namespace`), or `module::outer::f` for a function declared
+    /// inside the function `outer`.
+    #[inline]
+    pub(crate) fn key_prefix(&self) -> Option<&str> {
+        let prefix = self.prefix?;
+        if self.scope.is_none() {
+            return Some(prefix);
+        }
+        match self.scoped_prefix.get_or_init(|| self.resolve_scope(prefix)) {
+            Some(scoped) => Some(scoped),
+            None => Some(prefix),
+        }
+    }
+
+    #[cold]
+    fn resolve_scope(&self, prefix: &str) -> Option<Box<str>> {
+        let path = (self.scope?)();
+        // Same path as `module_path!()::f`: a module-level function, whose
+        // key keeps the guaranteed-stable `module_path!()` form.
+        if path == self.function {
+            return None;
+        }
+        let rest = prefix.strip_prefix(self.function)?;
+        Some(format!("{path}{rest}").into_boxed_str())
     }
 
     pub(crate) fn region_name(&self) -> &'static str {
@@ -191,7 +228,7 @@ thread_local! {
 impl Site {
     #[inline]
     fn write_key<A>(&self, out: &mut String, args: &A, write: impl FnOnce(&A, &mut String)) {
-        if let Some(p) = self.prefix {
+        if let Some(p) = self.key_prefix() {
             out.push_str(p);
         }
         write(args, out);

@@ -196,10 +196,19 @@ impl<'a> Gen<'a> {
         let name = format!("::{}", self.func.item.sig.ident);
         let function = quote!(::core::concat!(::core::module_path!(), #name));
         let prefix = self.prefix();
+        // A free function's companion type has the function's name; its
+        // `type_name` includes an enclosing function, if any.
+        let scoped = match (&self.opts.name, &self.func.kind) {
+            (None, Kind::Free) => {
+                let ident = &self.func.item.sig.ident;
+                quote!(.scoped(::core::any::type_name::<#ident>))
+            }
+            _ => quote!(),
+        };
         quote! {
             #[doc(hidden)]
             static SITE: #krate::__private::Site =
-                #krate::__private::Site::new(#function, #prefix, ::core::file!(), ::core::line!(), #region);
+                #krate::__private::Site::new(#function, #prefix, ::core::file!(), ::core::line!(), #region) #scoped;
             #krate::__private::inventory::submit! {
                 #krate::__private::Registration::Function(&SITE)
             }
