@@ -1,7 +1,8 @@
 //! The unbounded in-process backend.
 
-use dogpile_core::{Backend, BackendError, Value, ValueKind};
+use dogpile_core::{Backend, BackendError, ObjectMap, Value, ValueKind};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An unbounded concurrent map in this process. Values are stored as the
@@ -23,9 +24,8 @@ use std::time::Duration;
 /// ```
 #[derive(Default)]
 pub struct MemoryBackend {
-    // foldhash: a fast non-cryptographic hash with per-map random seeds; keys
-    // never leave the process, so its output need not be stable.
-    map: papaya::HashMap<Box<str>, Value, foldhash::fast::RandomState>,
+    // Shared with the regions using it, which read it directly on a hit.
+    map: Arc<ObjectMap>,
 }
 
 impl MemoryBackend {
@@ -46,7 +46,7 @@ impl MemoryBackend {
 
     /// Removes every entry.
     pub fn clear(&self) {
-        self.map.pin().clear();
+        self.map.clear();
     }
 }
 
@@ -66,53 +66,29 @@ impl Backend for MemoryBackend {
     }
 
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
-        Ok(self.map.pin().get(key).cloned())
+        Ok(self.map.get(key))
     }
 
     #[inline]
     fn peek(&self, key: &str, f: &mut dyn FnMut(&Value)) -> Result<bool, BackendError> {
-        let map = self.map.pin();
-        match map.get(key) {
-            Some(v) => {
-                f(v);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.map.with(key, |v| v.map(f).is_some()))
     }
 
     fn set(&self, key: &str, value: Value, _ttl: Option<Duration>) -> Result<(), BackendError> {
-        self.map.pin().insert(key.into(), value);
+        self.map.insert(key, value);
         Ok(())
     }
 
     fn delete(&self, key: &str) -> Result<(), BackendError> {
-        self.map.pin().remove(key);
-        Ok(())
-    }
-
-    fn get_multi(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, BackendError> {
-        let map = self.map.pin();
-        Ok(keys.iter().map(|k| map.get(*k).cloned()).collect())
-    }
-
-    fn set_multi(&self, items: Vec<(&str, Value)>, _ttl: Option<Duration>) -> Result<(), BackendError> {
-        let map = self.map.pin();
-        for (k, v) in items {
-            map.insert(k.into(), v);
-        }
-        Ok(())
-    }
-
-    fn delete_multi(&self, keys: &[&str]) -> Result<(), BackendError> {
-        let map = self.map.pin();
-        for k in keys {
-            map.remove(*k);
-        }
+        self.map.remove(key);
         Ok(())
     }
 
     fn is_non_blocking(&self) -> bool {
         true
+    }
+
+    fn object_map(&self) -> Option<Arc<ObjectMap>> {
+        Some(self.map.clone())
     }
 }

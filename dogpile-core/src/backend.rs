@@ -81,6 +81,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// The in-process map holding this backend's values, if that is all it
+    /// is: the region then reads it directly on a hit (the memory backend).
+    /// Only a backend whose `get`/`set`/`delete` are exactly this map's may
+    /// return it.
+    fn object_map(&self) -> Option<std::sync::Arc<crate::ObjectMap>> {
+        None
+    }
+
     /// The async interface of this backend, if it has one. The async region
     /// API calls a backend without one through its sync methods, on the
     /// executor thread: fine for backends that never block (the memory

@@ -172,10 +172,12 @@ impl RegionBuilder {
 
     /// Builds the region.
     pub fn build(self) -> Region {
+        let backend = self.backend.unwrap_or_else(|| Arc::new(NoBackendYet));
         Region {
             inner: Arc::new(Inner {
                 name: self.name,
-                backend: self.backend.unwrap_or_else(|| Arc::new(NoBackendYet)),
+                fast_map: backend.object_map(),
+                backend,
                 expiration: self.expiration,
                 clock: self.clock,
                 codec: self.codec,

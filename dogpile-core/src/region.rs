@@ -44,6 +44,9 @@ impl std::panic::RefUnwindSafe for Region {}
 pub(crate) struct Inner {
     pub(crate) name: String,
     pub(crate) backend: Arc<dyn Backend>,
+    /// The backend's own map when it is an in-process map: hits read it
+    /// directly.
+    pub(crate) fast_map: Option<Arc<crate::ObjectMap>>,
     pub(crate) expiration: Expiration,
     pub(crate) clock: RegionClock,
     pub(crate) codec: Codec,
@@ -246,6 +249,12 @@ impl Region {
     #[inline]
     pub(crate) fn lookup<T: CacheValue>(&self, skey: &str, exp: Expiration, early: bool) -> Result<Lookup<T>, Error> {
         let now = self.inner.clock.now_coarse();
+        if let Some(map) = &self.inner.fast_map {
+            return Ok(map.with(skey, |value| match value {
+                Some(value) => self.judge_at(skey, value, now, exp, early),
+                None => Lookup::Absent,
+            }));
+        }
         let mut out = Lookup::Absent;
         self.peek(skey, &mut |value| out = self.judge_at(skey, value, now, exp, early))?;
         Ok(out)
