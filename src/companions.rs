@@ -43,7 +43,7 @@ pub fn get<A, C: Cacheable>(
     write: impl FnOnce(&A, &mut String),
 ) -> Option<C> {
     let region = owned_region(site)?;
-    let exp = expiration.unwrap_or_else(|| region.expiration());
+    let exp = expiration_of(&region, expiration);
     region.get_with(&key(site, args, write), exp).unwrap_or_else(|e| {
         site.cache_failed(&e);
         None
@@ -58,7 +58,7 @@ pub async fn get_async<A, C: Cacheable>(
     write: impl FnOnce(&A, &mut String),
 ) -> Option<C> {
     let region = owned_region(site)?;
-    let exp = expiration.unwrap_or_else(|| region.expiration());
+    let exp = expiration_of(&region, expiration);
     region.get_with_async(&key(site, args, write), exp).await.unwrap_or_else(|e| {
         site.cache_failed(&e);
         None
@@ -74,7 +74,7 @@ pub fn set<A, C: Cacheable>(
     write: impl FnOnce(&A, &mut String),
 ) {
     if let Some(region) = owned_region(site) {
-        let exp = expiration.unwrap_or_else(|| region.expiration());
+        let exp = expiration_of(&region, expiration);
         log_failure(site, "set", region.set_with(&key(site, args, write), value, exp));
     }
 }
@@ -88,7 +88,7 @@ pub async fn set_async<A, C: Cacheable>(
     write: impl FnOnce(&A, &mut String),
 ) {
     if let Some(region) = owned_region(site) {
-        let exp = expiration.unwrap_or_else(|| region.expiration());
+        let exp = expiration_of(&region, expiration);
         let r = region.set_with_async(&key(site, args, write), value, exp).await;
         log_failure(site, "set", r);
     }
@@ -104,7 +104,7 @@ fn store_refreshed<C: CacheValue>(
     if should_cache.is_none_or(|p| p(value))
         && let Some(region) = owned_region(site)
     {
-        let exp = expiration.unwrap_or_else(|| region.expiration());
+        let exp = expiration_of(&region, expiration);
         log_failure(site, "refresh", region.set_with(key, value.clone(), exp));
     }
 }
@@ -161,7 +161,7 @@ where
     if should_cache.is_none_or(|p| p(&value))
         && let Some(region) = owned_region(site)
     {
-        let exp = expiration.unwrap_or_else(|| region.expiration());
+        let exp = expiration_of(&region, expiration);
         let r = region.set_with_async(&key, value.clone(), exp).await;
         log_failure(site, "refresh", r);
     }
@@ -188,9 +188,14 @@ where
         && should_cache.is_none_or(|p| p(value))
         && let Some(region) = owned_region(site)
     {
-        let exp = expiration.unwrap_or_else(|| region.expiration());
+        let exp = expiration_of(&region, expiration);
         let r = region.set_with_async(&key, value.clone(), exp).await;
         log_failure(site, "refresh", r);
     }
     result
+}
+
+/// The function's own expiration, or its region's.
+fn expiration_of(region: &Region, expiration: Option<Expiration>) -> Expiration {
+    expiration.unwrap_or_else(|| region.expiration())
 }

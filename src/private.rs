@@ -386,16 +386,7 @@ pub fn call<A, C: Cacheable>(
     write: impl FnOnce(&A, &mut String),
     create: impl FnOnce(A) -> C,
 ) -> C {
-    let Some(slot) = site.slot() else { return site.uncached(args, create) };
-    if let Some(region) = slot.fast() {
-        return call_in(site, region, None, args, write, create);
-    }
-    let guard = slot.current.load();
-    if let Some(region) = &*guard {
-        return call_in(site, region, None, args, write, create);
-    }
-    drop(guard);
-    match slot.apply_defaults() {
+    match site.slot().and_then(Slot::current_region) {
         Some(region) => call_in(site, &region, None, args, write, create),
         None => site.uncached(args, create),
     }
@@ -410,16 +401,7 @@ pub fn call_with<A, C: Cacheable>(
     write: impl FnOnce(&A, &mut String),
     create: impl FnOnce(A) -> C,
 ) -> C {
-    let Some(slot) = site.slot() else { return site.uncached(args, create) };
-    if let Some(region) = slot.fast() {
-        return call_in(site, region, Some(options), args, write, create);
-    }
-    let guard = slot.current.load();
-    if let Some(region) = &*guard {
-        return call_in(site, region, Some(options), args, write, create);
-    }
-    drop(guard);
-    match slot.apply_defaults() {
+    match site.slot().and_then(Slot::current_region) {
         Some(region) => call_in(site, &region, Some(options), args, write, create),
         None => site.uncached(args, create),
     }
@@ -466,16 +448,7 @@ pub fn try_call<A, C: Cacheable, E>(
     write: impl FnOnce(&A, &mut String),
     create: impl FnOnce(A) -> Result<C, E>,
 ) -> Result<C, E> {
-    let Some(slot) = site.slot() else { return site.uncached(args, create) };
-    if let Some(region) = slot.fast() {
-        return try_call_in(site, region, options, args, write, create);
-    }
-    let guard = slot.current.load();
-    if let Some(region) = &*guard {
-        return try_call_in(site, region, options, args, write, create);
-    }
-    drop(guard);
-    match slot.apply_defaults() {
+    match site.slot().and_then(Slot::current_region) {
         Some(region) => try_call_in(site, &region, options, args, write, create),
         None => site.uncached(args, create),
     }

@@ -54,6 +54,21 @@ impl Slot {
         }
     }
 
+    /// The region a call uses: the first one without touching the
+    /// `ArcSwap`, else the current one, else the declaration's defaults.
+    #[inline]
+    pub(crate) fn current_region(&'static self) -> Option<CurrentRegion> {
+        if let Some(region) = self.fast() {
+            return Some(CurrentRegion::First(region));
+        }
+        let guard = self.current.load();
+        if guard.is_some() {
+            return Some(CurrentRegion::Loaded(guard));
+        }
+        drop(guard);
+        self.apply_defaults().map(CurrentRegion::Owned)
+    }
+
     /// The current region; applies the declaration's defaults on first use
     /// when the region was declared with a backend and is not configured.
     pub(crate) fn region(&self) -> Option<Region> {
@@ -114,6 +129,25 @@ impl Slot {
 
     pub(crate) fn is_configured(&self) -> bool {
         self.current.load().is_some() || self.has_default_backend()
+    }
+}
+
+/// A region borrowed for one call (see [`Slot::current_region`]).
+pub(crate) enum CurrentRegion {
+    First(&'static Region),
+    Loaded(arc_swap::Guard<Option<Arc<Region>>>),
+    Owned(Region),
+}
+
+impl std::ops::Deref for CurrentRegion {
+    type Target = Region;
+
+    fn deref(&self) -> &Region {
+        match self {
+            CurrentRegion::First(r) => r,
+            CurrentRegion::Loaded(g) => g.as_deref().expect("checked when loaded"),
+            CurrentRegion::Owned(r) => r,
+        }
     }
 }
 

@@ -267,30 +267,16 @@ impl Region {
                     }
                     return Ok(DistWait::Locked(Some(g)));
                 }
-                DistOutcome::Held if have_stale => {
-                    // An expired value exists and another process regenerates
-                    // it: nothing to wait for.
-                    return match self.lookup::<T>(skey, exp, false)? {
-                        Lookup::Fresh(v) => {
-                            self.count(Counter::Hits);
-                            Ok(DistWait::Landed(v))
-                        }
-                        Lookup::Expired(v) => {
-                            self.count(Counter::StaleServed);
-                            Ok(DistWait::Landed(v))
-                        }
-                        Lookup::Absent => {
-                            have_stale = false;
-                            continue;
-                        }
-                    };
-                }
                 DistOutcome::Held => {
-                    if attempt == 0 {
-                        self.count(Counter::LockWaits);
+                    // With a stale value there is nothing to wait for: another
+                    // process regenerates it. Without one, wait with back-off.
+                    if !have_stale {
+                        if attempt == 0 {
+                            self.count(Counter::LockWaits);
+                        }
+                        std::thread::sleep(self.dist_backoff(attempt));
+                        attempt += 1;
                     }
-                    std::thread::sleep(self.dist_backoff(attempt));
-                    attempt += 1;
                     match self.lookup::<T>(skey, exp, false)? {
                         Lookup::Fresh(v) => {
                             self.count(Counter::Hits);
@@ -300,7 +286,7 @@ impl Region {
                             self.count(Counter::StaleServed);
                             return Ok(DistWait::Landed(v));
                         }
-                        Lookup::Absent => {}
+                        Lookup::Absent => have_stale = false,
                     }
                 }
             }

@@ -50,8 +50,8 @@ impl Region {
             return Ok(DistOutcome::NotNeeded);
         };
         let token = LockToken::random();
-        let acquired = self.backend_call(lock.try_acquire(skey, &token, self.inner.lock_timeout))?;
-        Ok(if acquired { DistOutcome::Acquired(DistGuard::new(self, skey, token)) } else { DistOutcome::Held })
+        let acquired = lock.try_acquire(skey, &token, self.inner.lock_timeout);
+        self.dist_outcome(skey, token, acquired)
     }
 
     /// Tries once to take the backend's lock for `skey` through its async
@@ -61,8 +61,21 @@ impl Region {
             return self.try_distributed(skey);
         };
         let token = LockToken::random();
-        let acquired = self.backend_call(lock.try_acquire(skey, &token, self.inner.lock_timeout).await)?;
-        Ok(if acquired { DistOutcome::Acquired(DistGuard::new(self, skey, token)) } else { DistOutcome::Held })
+        let acquired = lock.try_acquire(skey, &token, self.inner.lock_timeout).await;
+        self.dist_outcome(skey, token, acquired)
+    }
+
+    fn dist_outcome(
+        &self,
+        skey: &str,
+        token: LockToken,
+        acquired: Result<bool, crate::BackendError>,
+    ) -> Result<DistOutcome, Error> {
+        Ok(if self.backend_call(acquired)? {
+            DistOutcome::Acquired(DistGuard::new(self, skey, token))
+        } else {
+            DistOutcome::Held
+        })
     }
 
     /// The delay before trying a held distributed lock again, growing from

@@ -84,10 +84,17 @@ impl KeyLocks {
     /// A handle on `key`'s lock; the registry keeps the entry while handles
     /// exist.
     pub(crate) fn handle(self: &Arc<Self>, key: &str) -> KeyHandle {
+        self.entry(key, |_| true).expect("the filter accepts every entry")
+    }
+
+    /// A handle on `key`'s entry (made if missing), unless `keep` rejects
+    /// the existing entry; both under the shard's mutex.
+    fn entry(self: &Arc<Self>, key: &str, keep: impl FnOnce(&KeyLock) -> bool) -> Option<KeyHandle> {
         let shard = self.shard(key);
         let lock = {
             let mut map = lock_shard(&self.shards[shard]);
             match map.get(key) {
+                Some(l) if !keep(l) => return None,
                 Some(l) => l.clone(),
                 None => {
                     let l = Arc::new(KeyLock::new());
@@ -96,27 +103,14 @@ impl KeyLocks {
                 }
             }
         };
-        KeyHandle { locks: self.clone(), shard, key: key.into(), lock: Some(lock) }
+        Some(KeyHandle { locks: self.clone(), shard, key: key.into(), lock: Some(lock) })
     }
 
     /// Takes `key`'s lock if it is free. When another caller holds it, this
     /// costs one shard-mutex round trip and leaves the registry untouched
     /// (the expired-value path of every non-creator goes through here).
     pub(crate) fn try_lock(self: &Arc<Self>, key: &str) -> Option<KeyGuard> {
-        let shard = self.shard(key);
-        let lock = {
-            let mut map = lock_shard(&self.shards[shard]);
-            match map.get(key) {
-                Some(l) if l.locked.load(Ordering::SeqCst) => return None,
-                Some(l) => l.clone(),
-                None => {
-                    let l = Arc::new(KeyLock::new());
-                    map.insert(key.into(), l.clone());
-                    l
-                }
-            }
-        };
-        KeyHandle { locks: self.clone(), shard, key: key.into(), lock: Some(lock) }.try_lock().ok()
+        self.entry(key, |l| !l.locked.load(Ordering::SeqCst))?.try_lock().ok()
     }
 
     /// How many keys currently have an entry (for tests of the bound).

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::options::CreateOptions;
 use crate::region::{CacheValue, Lookup, Region};
 use crate::stats::Counter;
+use crate::value::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -53,23 +54,47 @@ impl Region {
     /// Reads fresh values for several keys; `None` in the slots of keys that
     /// are absent, expired or undecodable.
     pub fn get_multi<T: CacheValue, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>, Error> {
-        let skeys: Vec<Cow<'_, str>> = keys.iter().map(|k| self.storage_key(k.as_ref())).collect();
+        let skeys = self.storage_keys(keys);
         let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
         let values = self.backend_call(self.inner.backend.get_multi(&refs))?;
-        Ok(values
+        Ok(self.fresh_slots(&refs, values))
+    }
+
+    /// The storage keys of `keys`, in order.
+    pub(crate) fn storage_keys<'k, K: AsRef<str>>(&self, keys: &'k [K]) -> Vec<Cow<'k, str>> {
+        keys.iter().map(|k| self.storage_key(k.as_ref())).collect()
+    }
+
+    /// Judges each read value: `Some` for fresh ones, counted as hits;
+    /// `None` for the rest, counted as misses.
+    pub(crate) fn fresh_slots<T: CacheValue>(&self, skeys: &[&str], values: Vec<Option<Value>>) -> Vec<Option<T>> {
+        values
             .into_iter()
-            .zip(&refs)
-            .map(|(v, skey)| match v.map(|v| self.judge_value::<T>(skey, &v, self.inner.expiration, false)) {
-                Some(Lookup::Fresh(v)) => {
-                    self.count(Counter::Hits);
-                    Some(v)
-                }
-                _ => {
-                    self.count(Counter::Misses);
-                    None
-                }
+            .zip(skeys)
+            .map(|(v, skey)| {
+                let found = match v {
+                    Some(v) => self.judge_value::<T>(skey, &v, self.inner.expiration, false),
+                    None => Lookup::Absent,
+                };
+                self.count_get(found)
             })
-            .collect())
+            .collect()
+    }
+
+    /// Encodes `items` for the backend, all stamped now.
+    pub(crate) fn encode_items<T: CacheValue, K: AsRef<str>>(
+        &self,
+        items: impl IntoIterator<Item = (K, T)>,
+    ) -> Result<Vec<(String, Value)>, Error> {
+        let meta = self.stamp(None);
+        items
+            .into_iter()
+            .map(|(k, v)| {
+                let skey = self.storage_key(k.as_ref()).into_owned();
+                let value = self.encode(&skey, &v, meta)?;
+                Ok((skey, value))
+            })
+            .collect()
     }
 
     /// Stores several values, all created now.
@@ -77,17 +102,13 @@ impl Region {
         &self,
         items: impl IntoIterator<Item = (K, T)>,
     ) -> Result<(), Error> {
-        let meta = self.stamp(None);
-        let mut encoded = Vec::new();
-        for (k, v) in items {
-            let skey = self.storage_key(k.as_ref()).into_owned();
-            let value = self.encode(&skey, &v, meta)?;
-            encoded.push((skey, value));
-        }
+        let encoded = self.encode_items(items)?;
         if encoded.is_empty() {
             return Ok(());
         }
-        let batch = encoded.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        // Keys owned here, values moved into the batch (no copy of the bytes).
+        let (keys, values): (Vec<String>, Vec<Value>) = encoded.into_iter().unzip();
+        let batch = keys.iter().map(String::as_str).zip(values).collect();
         self.backend_call(self.inner.backend.set_multi(batch, self.storage_ttl(self.inner.expiration)))
     }
 
@@ -96,7 +117,7 @@ impl Region {
         if keys.is_empty() {
             return Ok(());
         }
-        let skeys: Vec<Cow<'_, str>> = keys.iter().map(|k| self.storage_key(k.as_ref())).collect();
+        let skeys = self.storage_keys(keys);
         let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
         self.backend_call(self.inner.backend.delete_multi(&refs))
     }

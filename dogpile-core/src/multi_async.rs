@@ -17,23 +17,10 @@ impl Region {
     /// The async twin of [`get_multi`](Self::get_multi).
     pub async fn get_multi_async<T: CacheValue, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>, Error> {
         let Some(ab) = self.inner.backend.as_async() else { return self.get_multi(keys) };
-        let skeys: Vec<Cow<'_, str>> = keys.iter().map(|k| self.storage_key(k.as_ref())).collect();
+        let skeys = self.storage_keys(keys);
         let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
         let values = self.backend_call(ab.get_multi(&refs).await)?;
-        Ok(values
-            .into_iter()
-            .zip(&refs)
-            .map(|(v, skey)| match v.map(|v| self.judge_value::<T>(skey, &v, self.inner.expiration, false)) {
-                Some(Lookup::Fresh(v)) => {
-                    self.count(Counter::Hits);
-                    Some(v)
-                }
-                _ => {
-                    self.count(Counter::Misses);
-                    None
-                }
-            })
-            .collect())
+        Ok(self.fresh_slots(&refs, values))
     }
 
     /// The async twin of [`set_multi`](Self::set_multi).
@@ -42,17 +29,12 @@ impl Region {
         items: impl IntoIterator<Item = (K, T)>,
     ) -> Result<(), Error> {
         let Some(ab) = self.inner.backend.as_async() else { return self.set_multi(items) };
-        let meta = self.stamp(None);
-        let mut encoded = Vec::new();
-        for (k, v) in items {
-            let skey = self.storage_key(k.as_ref()).into_owned();
-            let value = self.encode(&skey, &v, meta)?;
-            encoded.push((skey, value));
-        }
+        let encoded = self.encode_items(items)?;
         if encoded.is_empty() {
             return Ok(());
         }
-        let batch = encoded.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let (keys, values): (Vec<String>, Vec<crate::Value>) = encoded.into_iter().unzip();
+        let batch = keys.iter().map(String::as_str).zip(values).collect();
         let r = ab.set_multi(batch, self.storage_ttl(self.inner.expiration)).await;
         self.backend_call(r)
     }
@@ -63,7 +45,7 @@ impl Region {
         if keys.is_empty() {
             return Ok(());
         }
-        let skeys: Vec<Cow<'_, str>> = keys.iter().map(|k| self.storage_key(k.as_ref())).collect();
+        let skeys = self.storage_keys(keys);
         let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
         let r = ab.delete_multi(&refs).await;
         self.backend_call(r)
