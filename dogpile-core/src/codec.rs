@@ -6,6 +6,10 @@ use serde::de::DeserializeOwned;
 /// How a region encodes values for byte backends (Redis, memcached, files).
 ///
 /// In-process backends store values unencoded whatever the codec.
+///
+/// Decoding never trusts the bytes: values nested deeper than
+/// [`MAX_DEPTH`](Codec::MAX_DEPTH) levels are rejected (a miss) instead of
+/// overflowing the stack, whichever codec wrote them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Codec {
@@ -18,6 +22,11 @@ pub enum Codec {
 }
 
 impl Codec {
+    /// How deeply a decoded value may nest (structs, enums, options,
+    /// sequences and maps inside each other). Deeper payloads fail to decode:
+    /// one bad writer to a shared backend must not crash every reader.
+    pub const MAX_DEPTH: usize = 128;
+
     pub(crate) fn id(self) -> u8 {
         match self {
             Codec::Postcard => 1,
@@ -60,12 +69,20 @@ impl Codec {
 
     pub(crate) fn decode<T: DeserializeOwned>(self, bytes: &[u8]) -> Result<T, String> {
         match self {
-            Codec::Postcard => match postcard::take_from_bytes::<T>(bytes) {
-                Ok((v, [])) => Ok(v),
-                Ok((_, rest)) => Err(format!("{} trailing bytes after the value", rest.len())),
-                Err(e) => Err(e.to_string()),
-            },
-            Codec::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            Codec::Postcard => {
+                let mut de = postcard::Deserializer::from_bytes(bytes);
+                let value = crate::depth::deserialize_limited(&mut de, Self::MAX_DEPTH).map_err(|e| e.to_string())?;
+                match de.finalize().map_err(|e| e.to_string())? {
+                    [] => Ok(value),
+                    rest => Err(format!("{} trailing bytes after the value", rest.len())),
+                }
+            }
+            Codec::Json => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                let value = crate::depth::deserialize_limited(&mut de, Self::MAX_DEPTH).map_err(|e| e.to_string())?;
+                de.end().map_err(|e| e.to_string())?;
+                Ok(value)
+            }
         }
     }
 }
@@ -92,6 +109,27 @@ mod tests {
         Codec::Postcard.encode_into(&5u8, &mut out).unwrap();
         out.push(9);
         assert!(Codec::Postcard.decode::<u8>(&out).is_err());
+    }
+
+    /// A valid payload nested a million levels deep (one bad writer to a
+    /// shared backend) used to overflow the stack of every reader.
+    #[test]
+    fn deeply_nested_payload_is_an_error_not_a_stack_overflow() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Tree {
+            kids: Vec<Tree>,
+        }
+        let mut bomb = vec![1u8; 1_000_000];
+        bomb.push(0);
+        assert!(Codec::Postcard.decode::<Tree>(&bomb).is_err());
+        let json = format!("{}{}", "{\"kids\":[".repeat(100_000), "]}".repeat(100_000));
+        assert!(Codec::Json.decode::<Tree>(json.as_bytes()).is_err());
+        // Within the limit, nesting is fine (each level is a struct and a
+        // sequence: two of the 128).
+        let mut ok = vec![1u8; 60];
+        ok.push(0);
+        assert!(Codec::Postcard.decode::<Tree>(&ok).is_ok());
     }
 
     #[test]
