@@ -88,7 +88,7 @@ impl Region {
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let start = self.inner.clock.now();
+        let start = self.creation_start();
         let counter = PanicCounter(&self);
         let value = creator().await;
         std::mem::forget(counter);

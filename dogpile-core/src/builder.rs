@@ -3,13 +3,13 @@
 use crate::backend::Backend;
 use crate::clock::{Clock, RegionClock};
 use crate::codec::Codec;
+use crate::invalidation::Invalidations;
 use crate::lock::KeyLocks;
 use crate::options::Expiration;
 use crate::region::{Inner, Region};
 use crate::runner::{Runner, ThreadRunner};
 use crate::stats::StatsCells;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// A key mangler: turns a caller's key into the key stored in the backend
@@ -49,6 +49,9 @@ pub struct RegionBuilder {
     stale_if_error: bool,
     lock_timeout: Duration,
     storage_grace: Option<Duration>,
+    clock_skew_tolerance: Duration,
+    value_version: u32,
+    max_value_size: usize,
 }
 
 /// The backend a region built without [`RegionBuilder::backend`] uses: it
@@ -78,6 +81,9 @@ impl Backend for NoBackendYet {
 }
 
 impl RegionBuilder {
+    /// The default [`max_value_size`](Self::max_value_size): 32 MiB.
+    pub const DEFAULT_MAX_VALUE_SIZE: usize = 32 << 20;
+
     pub(crate) fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -91,6 +97,9 @@ impl RegionBuilder {
             stale_if_error: false,
             lock_timeout: Duration::from_secs(30),
             storage_grace: None,
+            clock_skew_tolerance: Duration::from_secs(1),
+            value_version: 0,
+            max_value_size: Self::DEFAULT_MAX_VALUE_SIZE,
         }
     }
 
@@ -170,6 +179,37 @@ impl RegionBuilder {
         self
     }
 
+    /// How far ahead of this region's clock a stored creation time may be
+    /// and still count as written "now" (clocks of hosts sharing a backend
+    /// differ a little). A value stamped further ahead (a host with a wrong
+    /// clock, or our clock stepped back by an NTP correction or a restored
+    /// VM) has no trustworthy age: it counts as expired, and as a miss once
+    /// the region has been hard-invalidated. Default: 1 s.
+    pub fn clock_skew_tolerance(mut self, tolerance: Duration) -> Self {
+        self.clock_skew_tolerance = tolerance;
+        self
+    }
+
+    /// A version number written with every value in byte backends; values
+    /// written under another version are misses. Raise it when a deploy
+    /// changes a cached type's fields but not its name (byte backends tell
+    /// types apart by name, not by shape). Default: 0.
+    pub fn value_version(mut self, version: u32) -> Self {
+        self.value_version = version;
+        self
+    }
+
+    /// The largest encoded value (envelope included) a byte backend may hold
+    /// for this region, in bytes. Larger values are not stored (the creator's
+    /// value is still returned; [`Region::set`] returns
+    /// [`Error::Encode`](crate::Error::Encode)), and larger stored bytes are
+    /// misses without being decoded. Default:
+    /// [`DEFAULT_MAX_VALUE_SIZE`](Self::DEFAULT_MAX_VALUE_SIZE).
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
     /// Builds the region.
     pub fn build(self) -> Region {
         let backend = self.backend.unwrap_or_else(|| Arc::new(NoBackendYet));
@@ -183,7 +223,10 @@ impl RegionBuilder {
                 codec: self.codec,
                 locks: KeyLocks::new(),
                 stats: StatsCells::default(),
-                invalidated: AtomicU64::new(0),
+                invalidations: Invalidations::new(),
+                skew_tolerance: crate::clock::duration_nanos(self.clock_skew_tolerance),
+                value_version: self.value_version,
+                max_value_size: self.max_value_size,
                 key_mangler: self.key_mangler,
                 runner: self.runner,
                 early_refresh: self.early_refresh,

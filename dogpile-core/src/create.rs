@@ -119,7 +119,7 @@ impl Region {
             held._local.clear_thread();
             let region = self.clone();
             let job = Box::new(move || {
-                let start = region.inner.clock.now();
+                let start = region.creation_start();
                 let counter = PanicCounter(&region);
                 let value = creator();
                 std::mem::forget(counter);
@@ -308,7 +308,7 @@ impl Region {
         T: CacheValue,
         F: IntoCreator<T, E>,
     {
-        let start = self.inner.clock.now();
+        let start = self.creation_start();
         let counter = PanicCounter(self);
         let result = creator.call();
         std::mem::forget(counter);

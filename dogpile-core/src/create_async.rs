@@ -358,7 +358,7 @@ impl Region {
         Fut: Future<Output = R>,
         M: FnOnce(R) -> Result<T, E>,
     {
-        let start = self.inner.clock.now();
+        let start = self.creation_start();
         // Counts a panic or a cancellation (the future dropped at this await).
         let counter = PanicCounter(self);
         let result = map(creator().await);

@@ -190,7 +190,7 @@ impl Region {
 
         if !claims.is_empty() {
             let to_create: Vec<&str> = claims.iter().map(|c| c.key).collect();
-            let start = self.inner.clock.now();
+            let start = self.creation_start();
             let counter = PanicCounter(self);
             let created = creator(&to_create);
             std::mem::forget(counter);

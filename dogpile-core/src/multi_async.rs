@@ -119,7 +119,7 @@ impl Region {
 
         if !claims.is_empty() {
             let to_create: Vec<String> = claims.iter().map(|c| c.key.to_owned()).collect();
-            let start = self.inner.clock.now();
+            let start = self.creation_start();
             // Counts a panic or a cancellation of the creator.
             let counter = PanicCounter(self);
             let created = creator(to_create).await;

@@ -8,8 +8,9 @@ use crate::builder::{KeyMangler, RegionBuilder};
 use crate::clock::{RegionClock, duration_nanos, from_nanos};
 use crate::codec::Codec;
 use crate::decision::Found;
-use crate::envelope;
+use crate::envelope::{self, Identity};
 use crate::error::{BackendError, Error};
+use crate::invalidation::{Invalidations, Verdict};
 use crate::lock::KeyLocks;
 use crate::options::{Expiration, Invalidation};
 use crate::runner::Runner;
@@ -20,7 +21,6 @@ use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// What a region can store: cloneable, shareable between threads, and
@@ -52,11 +52,15 @@ pub(crate) struct Inner {
     pub(crate) codec: Codec,
     pub(crate) locks: Arc<KeyLocks>,
     pub(crate) stats: StatsCells,
-    /// The last invalidation: its time in nanoseconds shifted left by one,
-    /// with the low bit set for soft; 0 when never invalidated. Values created
-    /// at or before that time are invalidated, and values created after it
-    /// are stamped strictly later (see `stamp`).
-    pub(crate) invalidated: AtomicU64,
+    /// The last invalidation and the creation times it covers.
+    pub(crate) invalidations: Invalidations,
+    /// How far ahead of our clock a creation time may be before the value
+    /// counts as expired, in ns.
+    pub(crate) skew_tolerance: u64,
+    /// Written into every envelope; envelopes of another version are misses.
+    pub(crate) value_version: u32,
+    /// The largest envelope written or decoded, in bytes.
+    pub(crate) max_value_size: usize,
     pub(crate) key_mangler: Option<KeyMangler>,
     pub(crate) runner: Arc<dyn Runner>,
     pub(crate) early_refresh: Option<f64>,
@@ -70,7 +74,8 @@ pub(crate) struct Inner {
 pub struct Entry<T> {
     /// The value.
     pub value: T,
-    /// When it was created (by the region's clock).
+    /// When its creation started (by the region's clock; see
+    /// [`Region::invalidate`] for why the start).
     pub created: SystemTime,
     /// How old it is now (by the region's clock).
     pub age: Duration,
@@ -195,15 +200,15 @@ impl Region {
     /// Invalidates every value created before now, in this region object and
     /// its clones. [`Invalidation::Hard`]: they are misses;
     /// [`Invalidation::Soft`]: they count as expired. The last call decides.
+    ///
+    /// A value's creation time is when its creation *started*: a creator
+    /// still running when `invalidate` is called stores a value that is
+    /// already invalidated (it may have read data from before the
+    /// invalidation), so the next caller creates again. "Now" is the later of
+    /// the clock and every creation time this region has stamped or read, so
+    /// a clock that stepped back does not leave newer-stamped values valid.
     pub fn invalidate(&self, how: Invalidation) {
-        let now = self.inner.clock.now().min(u64::MAX >> 2);
-        let soft = u64::from(how == Invalidation::Soft);
-        let _ = self.inner.invalidated.fetch_update(Ordering::AcqRel, Ordering::Acquire, |prev| {
-            // Invalidation times only move forward, so a value stamped after
-            // one invalidation is never caught by a later one's clock reading.
-            let t = if prev == 0 { now } else { now.max((prev >> 1) + 1) };
-            Some((t << 1) | soft)
-        });
+        self.inner.invalidations.record(self.inner.clock.now(), how);
     }
 
     /// Whether some caller in this process holds `key`'s creation lock now
@@ -286,9 +291,18 @@ impl Region {
     /// Freshness by creation time, expiration and invalidation.
     #[inline]
     pub(crate) fn judge(&self, meta: &Meta, now: u64, exp: Expiration, early: bool) -> Found {
-        let inv = self.inner.invalidated.load(Ordering::Acquire);
-        if inv != 0 && meta.created_nanos <= (inv >> 1) {
-            return if inv & 1 == 1 { Found::Expired } else { Found::Absent };
+        if meta.created_nanos > now {
+            // Created "in the future": by our own precise clock a moment
+            // ago (the judging clock is coarse), or by a clock ahead of ours.
+            if meta.created_nanos - now > self.inner.skew_tolerance {
+                return self.judge_unknown_age();
+            }
+            self.inner.invalidations.saw(meta.created_nanos);
+        }
+        match self.inner.invalidations.verdict(meta.created_nanos) {
+            Verdict::Valid => {}
+            Verdict::Soft => return Found::Expired,
+            Verdict::Hard => return Found::Absent,
         }
         let Expiration::After(d) = exp else {
             return Found::Fresh;
@@ -323,8 +337,16 @@ impl Region {
                 }
             },
             Value::Bytes(bytes) => {
-                let decoded = envelope::decode(bytes)
-                    .and_then(|(meta, codec, payload)| codec.decode::<T>(payload).map(|v| (v, meta)));
+                let decoded = if bytes.len() > self.inner.max_value_size {
+                    Err(format!(
+                        "{} bytes is over the region's max_value_size of {}",
+                        bytes.len(),
+                        self.inner.max_value_size
+                    ))
+                } else {
+                    envelope::decode(bytes, self.identity::<T>())
+                        .and_then(|(meta, codec, payload)| codec.decode::<T>(payload).map(|v| (v, meta)))
+                };
                 match decoded {
                     Ok(pair) => Some(pair),
                     Err(reason) => {
@@ -336,29 +358,63 @@ impl Region {
         }
     }
 
+    /// A value whose creation time is further ahead of our clock than the
+    /// skew tolerance (a host with a wrong clock, our clock stepped back): its
+    /// age is unknown, so it is expired (served stale while one caller
+    /// regenerates), and a miss once the region was hard-invalidated (it
+    /// cannot be shown to postdate the invalidation).
+    #[cold]
+    fn judge_unknown_age(&self) -> Found {
+        if self.inner.invalidations.last_was_hard() { Found::Absent } else { Found::Expired }
+    }
+
     #[cold]
     fn decode_failure(&self, skey: &str, reason: &str) {
         self.count(Counter::DecodeFailures);
         tracing::warn!(region = %self.inner.name, key = %skey, reason, "cached value could not be decoded; treated as a miss");
     }
 
-    /// Metadata for a value created now, after a creator that started at
-    /// `start` (if any). The creation time is strictly after the last
-    /// invalidation, even when the clock reads the same instant.
+    /// The creation time of a value whose creator starts now: read before
+    /// the creator runs, so that an invalidation while it runs catches the
+    /// value it stores (see [`Invalidations::creation_start`]).
+    pub(crate) fn creation_start(&self) -> u64 {
+        self.inner.invalidations.creation_start(self.inner.clock.now())
+    }
+
+    /// Metadata for a value whose creator started at `start` (from
+    /// [`creation_start`](Self::creation_start)), or, without one, for a
+    /// value set now.
     pub(crate) fn stamp(&self, start: Option<u64>) -> Meta {
-        let now = self.inner.clock.now();
-        let inv = self.inner.invalidated.load(Ordering::Acquire);
-        let created_nanos = if inv == 0 { now } else { now.max((inv >> 1) + 1) };
-        Meta { created_nanos, creation_nanos: start.map_or(0, |s| now.saturating_sub(s)) }
+        match start {
+            Some(start) => Meta { created_nanos: start, creation_nanos: self.inner.clock.now().saturating_sub(start) },
+            None => Meta { created_nanos: self.creation_start(), creation_nanos: 0 },
+        }
+    }
+
+    /// Who may read this region's envelopes of type `T`.
+    fn identity<T: CacheValue>(&self) -> Identity {
+        Identity::of::<T>(self.inner.value_version)
     }
 
     /// Wraps `value` for the backend.
     pub(crate) fn encode<T: CacheValue>(&self, skey: &str, value: &T, meta: Meta) -> Result<Value, Error> {
         match self.inner.backend.value_kind() {
             ValueKind::Object => Ok(Value::Object { meta, object: Arc::new(value.clone()) }),
-            ValueKind::Bytes => envelope::encode(meta, self.inner.codec, value)
-                .map(Value::Bytes)
-                .map_err(|message| Error::Encode { key: skey.to_owned(), message }),
+            ValueKind::Bytes => {
+                let bytes = envelope::encode(meta, self.inner.codec, self.identity::<T>(), value)
+                    .map_err(|message| Error::Encode { key: skey.to_owned(), message })?;
+                if bytes.len() > self.inner.max_value_size {
+                    return Err(Error::Encode {
+                        key: skey.to_owned(),
+                        message: format!(
+                            "the encoded value is {} bytes, over the region's max_value_size of {}",
+                            bytes.len(),
+                            self.inner.max_value_size
+                        ),
+                    });
+                }
+                Ok(Value::Bytes(bytes))
+            }
         }
     }
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 /// Metadata stored with every value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
-    /// When the value was created, in wall-clock nanoseconds since the Unix
-    /// epoch. The region judges expiry from this, not from a backend TTL.
+    /// When the value's creation started, in wall-clock nanoseconds since the
+    /// Unix epoch. The region judges expiry and invalidation from this, not
+    /// from a backend TTL.
     pub created_nanos: u64,
     /// How long the creator took, in nanoseconds (used by early refresh).
     pub creation_nanos: u64,
