@@ -16,7 +16,7 @@ use conformance::Stores;
 conformance_suite!(memory, Stores::Values, || Arc::new(MemoryBackend::new()));
 conformance_suite!(bounded_memory, Stores::Values, || Arc::new(BoundedMemoryBackend::with_capacity(10_000)));
 conformance_suite!(null, Stores::Nothing, || Arc::new(NullBackend));
-conformance_suite!(bytes, Stores::Values, || support::ByteBackend::new());
+conformance_suite!(bytes, Stores::Values, support::ByteBackend::new);
 conformance_suite!(shared_store, Stores::Values, || SharedStore::handle(&SharedStore::new()));
 
 /// A store with a distributed lock, reached through several handles: each
