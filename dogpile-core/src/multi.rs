@@ -8,7 +8,7 @@
 
 use crate::create::{DistWait, Held, PanicCounter};
 use crate::dist::DistOutcome;
-use crate::error::Error;
+use crate::error::{BackendError, Error};
 use crate::options::CreateOptions;
 use crate::region::{CacheValue, Lookup, Region};
 use crate::stats::Counter;
@@ -56,8 +56,27 @@ impl Region {
     pub fn get_multi<T: CacheValue, K: AsRef<str>>(&self, keys: &[K]) -> Result<Vec<Option<T>>, Error> {
         let skeys = self.storage_keys(keys);
         let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
-        let values = self.backend_call(self.inner.backend.get_multi(&refs))?;
+        let values = self.checked_slots(refs.len(), self.inner.backend.get_multi(&refs))?;
         Ok(self.fresh_slots(&refs, values))
+    }
+
+    /// The result of a backend's multi-read, checked: one slot per key, or
+    /// a backend error (counted) naming the backend, rather than values
+    /// matched to the wrong keys or missing.
+    pub(crate) fn checked_slots(
+        &self,
+        keys: usize,
+        read: Result<Vec<Option<Value>>, BackendError>,
+    ) -> Result<Vec<Option<Value>>, Error> {
+        let slots = self.backend_call(read)?;
+        if slots.len() == keys {
+            return Ok(slots);
+        }
+        let message = format!(
+            "get_multi returned {} values for {keys} keys; a backend must return one slot per key, in order",
+            slots.len()
+        );
+        self.backend_call(Err(BackendError::new(self.inner.backend.name(), message)))
     }
 
     /// The storage keys of `keys`, in order.
@@ -169,7 +188,7 @@ impl Region {
         let Plan { unique, skeys, order, aliases } = self.plan(keys);
         let mut ready: HashMap<&str, T> = HashMap::with_capacity(unique.len());
         let refs: Vec<&str> = order.iter().map(|&i| &*skeys[i]).collect();
-        let first = self.backend_call(self.inner.backend.get_multi(&refs))?;
+        let first = self.checked_slots(refs.len(), self.inner.backend.get_multi(&refs))?;
 
         let mut claims: Vec<Claim<'_, T>> = Vec::new();
         for (&i, value) in order.iter().zip(first) {

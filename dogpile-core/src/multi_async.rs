@@ -19,7 +19,7 @@ impl Region {
         let Some(ab) = self.inner.backend.as_async() else { return self.get_multi(keys) };
         let skeys = self.storage_keys(keys);
         let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
-        let values = self.backend_call(ab.get_multi(&refs).await)?;
+        let values = self.checked_slots(refs.len(), ab.get_multi(&refs).await)?;
         Ok(self.fresh_slots(&refs, values))
     }
 
@@ -96,10 +96,11 @@ impl Region {
         let Plan { unique, skeys, order, aliases } = self.plan(keys);
         let mut ready: HashMap<&str, T> = HashMap::with_capacity(unique.len());
         let refs: Vec<&str> = order.iter().map(|&i| &*skeys[i]).collect();
-        let first = match self.inner.backend.as_async() {
-            Some(ab) => self.backend_call(ab.get_multi(&refs).await)?,
-            None => self.backend_call(self.inner.backend.get_multi(&refs))?,
+        let read = match self.inner.backend.as_async() {
+            Some(ab) => ab.get_multi(&refs).await,
+            None => self.inner.backend.get_multi(&refs),
         };
+        let first = self.checked_slots(refs.len(), read)?;
 
         let mut claims: Vec<Claim<'_, T>> = Vec::new();
         for (&i, value) in order.iter().zip(first) {
