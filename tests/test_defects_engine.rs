@@ -4,10 +4,203 @@
 //! Timeouts here are hang guards only; the assertions are on counts and
 //! outcomes.
 
+#[macro_use]
+mod support_async;
+mod support;
+
 use dogpile::backends::MemoryBackend;
-use dogpile::{AsyncBackend, Backend, BackendError, BoxFuture, Error, Region, Value, ValueKind};
+use dogpile::{
+    AsyncBackend, Backend, BackendError, BoxFuture, Error, MockClock, Region, TryCreateError, Value, ValueKind,
+};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
+use support::join_within;
+use support_async::{Flavor, block_on, region, until};
+use tokio::task::JoinSet;
+
+// ----- a creator asking for its own key from async code -----
+
+on_both_runtimes!(
+    async_creator_asking_for_its_own_key_gets_reentrant_error,
+    try_async_creator_asking_for_its_own_key_gets_cache_reentrant_error,
+    blocking_call_inside_async_creator_for_its_own_key_gets_reentrant_error,
+    async_multi_key_creator_asking_for_one_of_its_keys_gets_reentrant_error,
+    async_creator_asking_for_a_key_locked_by_an_outer_creator_gets_reentrant_error,
+    other_tasks_on_the_creators_thread_still_wait_for_its_value,
+);
+
+/// The key is free again and holds the outer creator's value: the next
+/// caller gets it without creating.
+async fn key_is_free_and_cached(region: &Region, key: &str, expected: u32) {
+    assert!(!region.is_locked(key), "the key stays locked");
+    assert_eq!(region.lock_entries(), 0, "lock bookkeeping left behind");
+    let again: u32 =
+        region.get_or_create_async(key, || async { panic!("must not create: the value is cached") }).await.unwrap();
+    assert_eq!(again, expected);
+}
+
+fn assert_reentrant(got: Option<Result<u32, Error>>, key: &str) {
+    match got.expect("the inner call returned") {
+        Err(Error::Reentrant { key: k }) => assert_eq!(k, key),
+        other => panic!("expected Error::Reentrant for `{key}`, got {other:?}"),
+    }
+}
+
+async fn async_creator_asking_for_its_own_key_gets_reentrant_error(_: Flavor) {
+    let region = region(&MockClock::new());
+    let inner = Mutex::new(None);
+    let (r, slot) = (&region, &inner);
+    let v: u32 = region
+        .get_or_create_async("k", move || async move {
+            let got = r.get_or_create_async("k", || async { 2u32 }).await;
+            *slot.lock().unwrap() = Some(got);
+            1u32
+        })
+        .await
+        .expect("the outer call succeeds");
+    assert_eq!(v, 1);
+    assert_reentrant(inner.into_inner().unwrap(), "k");
+    key_is_free_and_cached(&region, "k", 1).await;
+}
+
+async fn try_async_creator_asking_for_its_own_key_gets_cache_reentrant_error(_: Flavor) {
+    let region = region(&MockClock::new());
+    let inner = Mutex::new(None);
+    let (r, slot) = (&region, &inner);
+    let v: Result<u32, TryCreateError<String>> = region
+        .try_get_or_create_async("k", move || async move {
+            let got: Result<u32, TryCreateError<String>> = r.try_get_or_create_async("k", || async { Ok(2) }).await;
+            let reentrant = matches!(got, Err(TryCreateError::Cache(Error::Reentrant { .. })));
+            *slot.lock().unwrap() = Some(reentrant);
+            Ok(1)
+        })
+        .await;
+    assert_eq!(v.expect("the outer call succeeds"), 1);
+    assert_eq!(inner.into_inner().unwrap(), Some(true), "the inner call must get TryCreateError::Cache(Reentrant)");
+    key_is_free_and_cached(&region, "k", 1).await;
+}
+
+async fn blocking_call_inside_async_creator_for_its_own_key_gets_reentrant_error(_: Flavor) {
+    let region = region(&MockClock::new());
+    let inner = Mutex::new(None);
+    let (r, slot) = (&region, &inner);
+    let v: u32 = region
+        .get_or_create_async("k", move || async move {
+            tokio::task::yield_now().await;
+            // Blocking the executor thread would be a bug of its own; here
+            // the blocking call must return at once instead of waiting.
+            let got = r.get_or_create("k", || 2u32);
+            *slot.lock().unwrap() = Some(got);
+            1u32
+        })
+        .await
+        .expect("the outer call succeeds");
+    assert_eq!(v, 1);
+    assert_reentrant(inner.into_inner().unwrap(), "k");
+    key_is_free_and_cached(&region, "k", 1).await;
+}
+
+async fn async_multi_key_creator_asking_for_one_of_its_keys_gets_reentrant_error(_: Flavor) {
+    let region = region(&MockClock::new());
+    let inner = Mutex::new(None);
+    let (r, slot) = (&region, &inner);
+    let v: Vec<u32> = region
+        .get_or_create_multi_async(&["a", "k"], move |missing| async move {
+            assert_eq!(missing, ["a", "k"]);
+            let got = r.get_or_create_async("k", || async { 2u32 }).await;
+            *slot.lock().unwrap() = Some(got);
+            vec![1, 1]
+        })
+        .await
+        .expect("the outer call succeeds");
+    assert_eq!(v, [1, 1]);
+    assert_reentrant(inner.into_inner().unwrap(), "k");
+    assert!(!region.is_locked("a"));
+    key_is_free_and_cached(&region, "k", 1).await;
+}
+
+/// Creator of `a` calls for `b`, whose creator calls for `a`: the innermost
+/// call is re-entrant (it would wait for the outer creator, which waits for
+/// it), and both keys end up created and free.
+async fn async_creator_asking_for_a_key_locked_by_an_outer_creator_gets_reentrant_error(_: Flavor) {
+    let region = region(&MockClock::new());
+    let inner = Mutex::new(None);
+    let (r, slot) = (&region, &inner);
+    let v: u32 = region
+        .get_or_create_async("a", move || async move {
+            r.get_or_create_async("b", move || async move {
+                let got = r.get_or_create_async("a", || async { 3u32 }).await;
+                *slot.lock().unwrap() = Some(got);
+                2u32
+            })
+            .await
+            .expect("the middle call succeeds")
+                - 1
+        })
+        .await
+        .expect("the outer call succeeds");
+    assert_eq!(v, 1);
+    assert_reentrant(inner.into_inner().unwrap(), "a");
+    key_is_free_and_cached(&region, "b", 2).await;
+    key_is_free_and_cached(&region, "a", 1).await;
+}
+
+/// The guard against re-entry must not catch other tasks: on the creator's
+/// own thread (the only one, on a current-thread runtime) they wait for its
+/// value as before.
+async fn other_tasks_on_the_creators_thread_still_wait_for_its_value(_: Flavor) {
+    let region = region(&MockClock::new());
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let creator = {
+        let region = region.clone();
+        tokio::spawn(async move {
+            region
+                .get_or_create_async("k", || async move {
+                    release_rx.await.expect("test side alive");
+                    7u32
+                })
+                .await
+        })
+    };
+    until(|| region.is_locked("k")).await;
+    let mut set = JoinSet::new();
+    for _ in 0..4 {
+        let region = region.clone();
+        set.spawn(async move { region.get_or_create_async("k", || async { 0u32 }).await });
+    }
+    until(|| region.stats().lock_waits >= 4).await;
+    release_tx.send(()).expect("creator alive");
+    assert_eq!(creator.await.expect("creator task").expect("memory backend"), 7);
+    while let Some(joined) = set.join_next().await {
+        assert_eq!(joined.expect("waiter task").expect("a waiter is not re-entrant"), 7);
+    }
+}
+
+/// The same guard without tokio: the creator's future polled by a bare
+/// executor on a plain thread.
+#[test]
+fn async_creator_asking_for_its_own_key_without_tokio_gets_reentrant_error() {
+    let region = region(&MockClock::new());
+    let r = region.clone();
+    let got = join_within(
+        std::thread::spawn(move || {
+            let inner = Mutex::new(None);
+            let (rr, slot) = (&r, &inner);
+            let v: u32 = block_on(r.get_or_create_async("k", move || async move {
+                *slot.lock().unwrap() = Some(rr.get_or_create_async("k", || async { 2u32 }).await);
+                1u32
+            }))
+            .expect("the outer call succeeds");
+            (v, inner.into_inner().unwrap())
+        }),
+        Duration::from_secs(10),
+    );
+    assert_eq!(got.0, 1);
+    assert_reentrant(got.1, "k");
+    assert!(!region.is_locked("k"));
+    assert_eq!(region.lock_entries(), 0);
+}
 
 // ----- a backend whose multi-read returns too few slots -----
 

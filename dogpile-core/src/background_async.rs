@@ -2,6 +2,7 @@
 
 use crate::create::{Held, PanicCounter};
 use crate::error::{Error, TryCreateError};
+use crate::lock::run_marked;
 use crate::options::{CreateOptions, Expiration};
 use crate::region::{CacheValue, Region};
 use crate::runner::{Job, Runner};
@@ -90,7 +91,7 @@ impl Region {
     {
         let start = self.creation_start();
         let counter = PanicCounter(&self);
-        let value = creator().await;
+        let value = run_marked(&[&held._local], creator).await;
         std::mem::forget(counter);
         self.count(Counter::Creations);
         if opts.accepts(&value) {

@@ -119,6 +119,8 @@ impl Region {
             held._local.clear_thread();
             let region = self.clone();
             let job = Box::new(move || {
+                // Now the runner's thread runs the creator.
+                held._local.mark_thread();
                 let start = region.creation_start();
                 let counter = PanicCounter(&region);
                 let value = creator();

@@ -11,6 +11,7 @@ use crate::create::{Held, PanicCounter};
 use crate::decision::{Action, Found, Step, after_lock, after_read, after_reread};
 use crate::dist::{DistGuard, DistOutcome};
 use crate::error::{Error, TryCreateError};
+use crate::lock::run_marked;
 use crate::options::{CreateOptions, Expiration};
 use crate::region::{CacheValue, Lookup, Region};
 use crate::stats::Counter;
@@ -260,6 +261,11 @@ impl Region {
                     let local = match self.inner.locks.handle(&skey).try_lock() {
                         Ok(local) => local,
                         Err(handle) => {
+                            // Our own creator, being polled on this thread,
+                            // holds the key: it would wait for itself.
+                            if handle.held_by_this_thread() {
+                                return Err(Error::Reentrant { key: skey.into_owned() }.into());
+                            }
                             self.count(Counter::LockWaits);
                             handle.wait_released_async().await;
                             continue;
@@ -361,7 +367,7 @@ impl Region {
         let start = self.creation_start();
         // Counts a panic or a cancellation (the future dropped at this await).
         let counter = PanicCounter(self);
-        let result = map(creator().await);
+        let result = map(run_marked(&[&held._local], creator).await);
         std::mem::forget(counter);
         let Held { _local: local, _dist: dist } = held;
         let out = match result {

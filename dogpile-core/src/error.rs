@@ -81,7 +81,8 @@ pub enum Error {
     /// The background runner refused the regeneration job.
     Runner(String),
     /// A creator asked the cache for its own key (directly or through other
-    /// calls) on the same thread: waiting would never end.
+    /// calls, blocking or async) from inside its own run: waiting would never
+    /// end. The outer call goes on and the key is released as usual.
     Reentrant {
         /// The key (as stored, after the key mangler).
         key: String,
@@ -109,7 +110,7 @@ impl fmt::Display for Error {
             Error::Runner(message) => write!(f, "background regeneration failed to start: {message}"),
             Error::Reentrant { key } => write!(
                 f,
-                "the creator of key `{key}` asked the cache for the same key on the same thread; \
+                "the creator of key `{key}` asked the cache for the same key from inside its own run; \
                  it would wait for itself forever (compute the value directly inside the creator)"
             ),
         }

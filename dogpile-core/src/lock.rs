@@ -43,8 +43,10 @@ pub(crate) struct KeyLocks {
 struct KeyLock {
     locked: AtomicBool,
     released: Event,
-    /// The blocking caller's thread holding the lock (see
-    /// [`KeyGuard::mark_thread`]); 0 when free or held by an async task.
+    /// The thread running the lock holder's creator (see
+    /// [`KeyGuard::mark_thread`]): a blocking caller's for as long as it
+    /// holds the lock, an async creator's only while it is being polled;
+    /// 0 otherwise.
     holder: std::sync::atomic::AtomicUsize,
 }
 
@@ -209,6 +211,7 @@ impl KeyGuard {
     /// Records that a blocking caller on this thread holds the lock, so that
     /// the same thread asking for the key again (a creator calling the cache
     /// for its own key) is told so instead of waiting for itself forever.
+    /// Async creators are marked only while polled ([`run_marked`]).
     pub(crate) fn mark_thread(&self) {
         self.handle.lock().holder.store(thread_token(), std::sync::atomic::Ordering::Relaxed);
     }
@@ -222,10 +225,44 @@ impl KeyGuard {
 }
 
 impl KeyHandle {
-    /// Whether a blocking caller on this very thread holds the lock.
+    /// Whether the lock is held by a blocking caller on this very thread, or
+    /// by an async creator that this thread is polling right now (see
+    /// [`run_marked`]): either way, waiting would never end.
     pub(crate) fn held_by_this_thread(&self) -> bool {
         self.lock().holder.load(std::sync::atomic::Ordering::Relaxed) == thread_token()
     }
+}
+
+/// Awaits the future that `creator` makes, with every one of `guards`
+/// marked as held by the current thread while `creator` runs and during each
+/// poll of its future, and unmarked in between.
+///
+/// A call for one of these keys made from inside the creator (async or
+/// blocking, at any depth) runs within such a poll, on the polling thread,
+/// so it is told it is re-entrant instead of waiting for itself forever.
+/// Other tasks on the same thread run between polls, when the marks are
+/// off, and wait for the value as usual. No runtime is needed.
+pub(crate) async fn run_marked<Fut: std::future::Future>(
+    guards: &[&KeyGuard],
+    creator: impl FnOnce() -> Fut,
+) -> Fut::Output {
+    let fut = marked(guards, creator);
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| marked(guards, || fut.as_mut().poll(cx))).await
+}
+
+/// Runs `f` with `guards` marked as held by this thread; unmarks them
+/// afterwards, also when `f` unwinds.
+fn marked<R>(guards: &[&KeyGuard], f: impl FnOnce() -> R) -> R {
+    struct Unmark<'a, 'g>(&'a [&'g KeyGuard]);
+    impl Drop for Unmark<'_, '_> {
+        fn drop(&mut self) {
+            self.0.iter().for_each(|g| g.clear_thread());
+        }
+    }
+    guards.iter().for_each(|g| g.mark_thread());
+    let _unmark = Unmark(guards);
+    f()
 }
 
 impl Drop for KeyGuard {

@@ -5,6 +5,7 @@
 use crate::create::{Held, PanicCounter};
 use crate::dist::DistOutcome;
 use crate::error::Error;
+use crate::lock::{KeyGuard, run_marked};
 use crate::multi::{Claim, Plan, assemble};
 use crate::options::{CreateOptions, Expiration};
 use crate::region::{CacheValue, Lookup, Region};
@@ -123,7 +124,8 @@ impl Region {
             let start = self.creation_start();
             // Counts a panic or a cancellation of the creator.
             let counter = PanicCounter(self);
-            let created = creator(to_create).await;
+            let guards: Vec<&KeyGuard> = claims.iter().map(|c| &c._held._local).collect();
+            let created = run_marked(&guards, || creator(to_create)).await;
             std::mem::forget(counter);
             let batch = self.created_batch(&claims, &created, opts, start)?;
             if !batch.is_empty() {
@@ -187,6 +189,9 @@ impl Region {
                     }
                     match self.inner.locks.handle(&skey).try_lock() {
                         Err(handle) => {
+                            if handle.held_by_this_thread() {
+                                return Err(Error::Reentrant { key: skey.into_owned() });
+                            }
                             self.count(Counter::LockWaits);
                             handle.wait_released_async().await;
                             lookup = self.lookup_async(&skey, exp, false).await?;
