@@ -60,6 +60,15 @@ fn main() -> Result<(), dogpile::Error> {
     println!("after report::invalidate(1): {:?}", report::get(1));
     let _ = report(1);
     println!("body runs so far: {}", REPORT_RUNS.load(Ordering::SeqCst));
-    println!("stats of `reports`: {:?}", REPORTS.stats()?);
+    // Each call counts one outcome. The stampede: 1 miss (the call that ran
+    // the body) and 31 calls that got its value (waited; a thread arriving
+    // after it landed would be a hit). Then report::get is a hit, the get
+    // after the invalidation a miss, and the last report(1) a miss.
+    let stats = REPORTS.stats()?;
+    println!(
+        "stats of `reports`: {} hits, {} waited for another call's value, {} misses, {} body runs",
+        stats.hits, stats.waited, stats.misses, stats.creations
+    );
+    println!("  in full: {stats:?}");
     Ok(())
 }

@@ -10,13 +10,13 @@ mod support;
 
 use dogpile::backends::MemoryBackend;
 use dogpile::{
-    AsyncBackend, Backend, BackendError, BoxFuture, Error, MockClock, Region, TryCreateError, Value, ValueKind,
+    AsyncBackend, Backend, BackendError, BoxFuture, Error, MockClock, Region, Stats, TryCreateError, Value, ValueKind,
 };
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
-use support::join_within;
-use support_async::{Flavor, block_on, region, until};
+use support::{join, join_within, wait_until};
+use support_async::{Flavor, TASKS, block_on, region, until};
 use tokio::task::JoinSet;
 
 // ----- a creator asking for its own key from async code -----
@@ -308,4 +308,196 @@ async fn async_multi_calls_with_a_backend_returning_too_few_slots_are_backend_er
         region.set_multi_async([("a", 1u32), ("b", 2), ("c", 3)]).await.unwrap();
         assert_short_read(&region, region.get_multi_async::<u32, _>(&["a", "b", "c"]).await, 2);
     }
+}
+
+// ----- stats: every call counted once -----
+
+/// The outcomes counted (one per call, or per key of a multi-key call).
+fn outcomes(s: &Stats) -> u64 {
+    s.hits + s.misses + s.stale_served + s.waited
+}
+
+/// `n` threads run `call` at once, released by a barrier; returns what each
+/// got.
+fn stampede<T: Send + 'static>(n: usize, call: impl Fn() -> T + Send + Sync + 'static) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(n));
+    let call = Arc::new(call);
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (barrier, call) = (barrier.clone(), call.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                call()
+            })
+        })
+        .collect();
+    threads.into_iter().map(join).collect()
+}
+
+#[test]
+fn stampede_waiters_are_counted_once_not_as_a_miss_and_a_hit() {
+    const THREADS: usize = 32;
+    let region = region(&MockClock::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let got = {
+        let (region, calls) = (region.clone(), calls.clone());
+        stampede(THREADS, move || {
+            let r = region.clone();
+            region
+                .get_or_create("k", || {
+                    calls.fetch_add(1, SeqCst);
+                    // Every other thread is waiting before the value lands.
+                    wait_until("the others wait", || r.stats().lock_waits >= THREADS as u64 - 1);
+                    "v".to_string()
+                })
+                .unwrap()
+        })
+    };
+    assert!(got.iter().all(|v| v == "v"));
+    assert_eq!(calls.load(SeqCst), 1);
+    let s = region.stats();
+    assert_eq!((s.creations, s.misses, s.hits, s.stale_served), (1, 1, 0, 0), "{s:?}");
+    assert_eq!(s.waited, THREADS as u64 - 1, "every other thread waited for the value: {s:?}");
+    assert_eq!(outcomes(&s), THREADS as u64, "one outcome per call: {s:?}");
+
+    // A second round on the now-fresh key: 32 plain hits.
+    let got = {
+        let region = region.clone();
+        stampede(THREADS, move || region.get_or_create("k", || -> String { panic!("fresh") }).unwrap())
+    };
+    assert!(got.iter().all(|v| v == "v"));
+    let t = region.stats();
+    assert_eq!(t.hits, s.hits + THREADS as u64, "{t:?}");
+    assert_eq!((t.misses, t.creations, t.waited), (s.misses, s.creations, s.waited), "{t:?}");
+    assert_eq!(outcomes(&t), 2 * THREADS as u64, "{t:?}");
+}
+
+#[test]
+fn multi_key_stampede_counts_each_key_of_each_call_once() {
+    const THREADS: usize = 8;
+    let region = region(&MockClock::new());
+    let got = {
+        let region = region.clone();
+        stampede(THREADS, move || {
+            let r = region.clone();
+            region
+                .get_or_create_multi(&["a", "b"], |missing| {
+                    wait_until("the others wait", || r.stats().lock_waits >= THREADS as u64 - 1);
+                    missing.iter().map(|k| k.to_string()).collect()
+                })
+                .unwrap()
+        })
+    };
+    assert!(got.iter().all(|v| v == &["a", "b"]));
+    let s = region.stats();
+    assert_eq!((s.creations, s.misses, s.hits, s.stale_served), (2, 2, 0, 0), "{s:?}");
+    assert_eq!(s.waited, 2 * (THREADS as u64 - 1), "{s:?}");
+    assert_eq!(outcomes(&s), 2 * THREADS as u64, "one outcome per key and call: {s:?}");
+
+    let region2 = region.clone();
+    stampede(THREADS, move || {
+        region2.get_or_create_multi(&["a", "b"], |_| -> Vec<String> { panic!("fresh") }).unwrap()
+    });
+    let t = region.stats();
+    assert_eq!(t.hits, s.hits + 2 * THREADS as u64, "{t:?}");
+    assert_eq!(outcomes(&t), 4 * THREADS as u64, "{t:?}");
+}
+
+/// An expired key: the caller that regenerates counts a miss (it ran its
+/// creator), the others a stale value each.
+#[test]
+fn regenerating_an_expired_key_counts_one_miss_and_the_rest_stale() {
+    const THREADS: usize = 8;
+    let clock = MockClock::new();
+    let region = support_async::region_with_expired(&clock, "k");
+    let (inside, outside) = support::gate();
+    let regenerating = {
+        let region = region.clone();
+        std::thread::spawn(move || {
+            region
+                .get_or_create("k", || {
+                    inside.enter_and_wait();
+                    "new".to_string()
+                })
+                .unwrap()
+        })
+    };
+    outside.wait_entered();
+    let others = {
+        let region = region.clone();
+        stampede(THREADS - 1, move || region.get_or_create("k", || -> String { panic!("locked") }).unwrap())
+    };
+    assert!(others.iter().all(|v| v == "old"));
+    outside.open();
+    assert_eq!(join(regenerating), "new");
+    let s = region.stats();
+    assert_eq!((s.creations, s.misses, s.stale_served, s.hits, s.waited), (1, 1, THREADS as u64 - 1, 0, 0), "{s:?}");
+    assert_eq!(outcomes(&s), THREADS as u64, "{s:?}");
+}
+
+on_both_runtimes!(async_stampede_waiters_are_counted_once, async_multi_key_stampede_counts_each_key_once);
+
+async fn async_stampede_waiters_are_counted_once(_: Flavor) {
+    let region = region(&MockClock::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut set = JoinSet::new();
+    for _ in 0..TASKS {
+        let (region, calls) = (region.clone(), calls.clone());
+        set.spawn(async move {
+            let r = region.clone();
+            region
+                .get_or_create_async("k", || async move {
+                    calls.fetch_add(1, SeqCst);
+                    until(|| r.stats().lock_waits >= TASKS as u64 - 1).await;
+                    "v".to_string()
+                })
+                .await
+                .unwrap()
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        assert_eq!(joined.expect("stampede task"), "v");
+    }
+    assert_eq!(calls.load(SeqCst), 1);
+    let s = region.stats();
+    assert_eq!((s.creations, s.misses, s.hits, s.stale_served), (1, 1, 0, 0), "{s:?}");
+    assert_eq!(s.waited, TASKS as u64 - 1, "{s:?}");
+    assert_eq!(outcomes(&s), TASKS as u64, "one outcome per call: {s:?}");
+
+    for _ in 0..TASKS {
+        let region = region.clone();
+        set.spawn(async move { region.get_or_create_async("k", || async { panic!("fresh") }).await.unwrap() });
+    }
+    while let Some(joined) = set.join_next().await {
+        assert_eq!(joined.expect("hit task"), "v");
+    }
+    let t = region.stats();
+    assert_eq!(t.hits, s.hits + TASKS as u64, "{t:?}");
+    assert_eq!(outcomes(&t), 2 * TASKS as u64, "{t:?}");
+}
+
+async fn async_multi_key_stampede_counts_each_key_once(_: Flavor) {
+    const N: usize = 8;
+    let region = region(&MockClock::new());
+    let mut set = JoinSet::new();
+    for _ in 0..N {
+        let region = region.clone();
+        set.spawn(async move {
+            let r = region.clone();
+            region
+                .get_or_create_multi_async(&["a", "b"], |missing| async move {
+                    until(|| r.stats().lock_waits >= N as u64 - 1).await;
+                    missing
+                })
+                .await
+                .unwrap()
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        assert_eq!(joined.expect("stampede task"), ["a", "b"]);
+    }
+    let s = region.stats();
+    assert_eq!((s.creations, s.misses, s.hits, s.stale_served), (2, 2, 0, 0), "{s:?}");
+    assert_eq!(s.waited, 2 * (N as u64 - 1), "{s:?}");
+    assert_eq!(outcomes(&s), 2 * N as u64, "one outcome per key and call: {s:?}");
 }

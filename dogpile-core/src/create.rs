@@ -153,9 +153,11 @@ impl Region {
     {
         let skey = self.storage_key(key);
         let exp = opts.expiration.unwrap_or(self.inner.expiration);
-        let mut counted_miss = false;
+        let mut lookup = self.lookup::<T>(&skey, exp, true)?;
+        // Set once this call has waited for another caller's creation: a
+        // value that turns up after that is that caller's (see `Stats`).
+        let mut waited = false;
         loop {
-            let lookup = self.lookup::<T>(&skey, exp, true)?;
             let found = lookup.found();
             match (after_read(found), lookup) {
                 (Step::ReturnFresh, Lookup::Fresh(v)) => {
@@ -205,10 +207,6 @@ impl Region {
                     }
                 }
                 (_, _) => {
-                    if !counted_miss {
-                        self.count(Counter::Misses);
-                        counted_miss = true;
-                    }
                     let local = match self.inner.locks.handle(&skey).try_lock() {
                         Ok(local) => {
                             local.mark_thread();
@@ -221,6 +219,17 @@ impl Region {
                             }
                             self.count(Counter::LockWaits);
                             handle.wait_released();
+                            drop(handle);
+                            waited = true;
+                            lookup = match self.lookup::<T>(&skey, exp, true)? {
+                                Lookup::Fresh(v) => {
+                                    self.count(Counter::Waited);
+                                    return Ok(v);
+                                }
+                                // The creator failed (or its value was not
+                                // cached, or is expired already): go again.
+                                other => other,
+                            };
                             continue;
                         }
                     };
@@ -230,13 +239,13 @@ impl Region {
                     let stale = match reread {
                         Lookup::Fresh(v) => {
                             debug_assert!(!after_reread(Found::Fresh));
-                            self.count(Counter::Hits);
+                            self.count(if waited { Counter::Waited } else { Counter::Hits });
                             return Ok(v);
                         }
                         Lookup::Expired(v) => Some(v),
                         Lookup::Absent => None,
                     };
-                    let dist = match self.wait_distributed::<T>(&skey, exp, stale.is_some())? {
+                    let dist = match self.wait_distributed::<T>(&skey, exp, stale.is_some(), waited)? {
                         DistWait::Locked(dist) => dist,
                         DistWait::Landed(v) => return Ok(v),
                     };
@@ -248,12 +257,15 @@ impl Region {
 
     /// With the in-process lock held, takes the backend's distributed lock,
     /// polling with back-off while another process holds it, until either we
-    /// get it or that process's value lands.
+    /// get it or that process's value lands. `waited` says whether the call
+    /// has waited for another caller already (it decides how a value found
+    /// here is counted).
     pub(crate) fn wait_distributed<T: CacheValue>(
         &self,
         skey: &str,
         exp: Expiration,
         mut have_stale: bool,
+        mut waited: bool,
     ) -> Result<DistWait<T>, Error> {
         let mut attempt = 0;
         loop {
@@ -263,7 +275,7 @@ impl Region {
                     // Another process may have stored its value and released
                     // between our last read and our acquire: read once more.
                     if let Lookup::Fresh(v) = self.lookup::<T>(skey, exp, false)? {
-                        self.count(Counter::Hits);
+                        self.count(if waited { Counter::Waited } else { Counter::Hits });
                         drop(g);
                         return Ok(DistWait::Landed(v));
                     }
@@ -278,10 +290,11 @@ impl Region {
                         }
                         std::thread::sleep(self.dist_backoff(attempt));
                         attempt += 1;
+                        waited = true;
                     }
                     match self.lookup::<T>(skey, exp, false)? {
                         Lookup::Fresh(v) => {
-                            self.count(Counter::Hits);
+                            self.count(if waited { Counter::Waited } else { Counter::Hits });
                             return Ok(DistWait::Landed(v));
                         }
                         Lookup::Expired(v) => {
@@ -316,6 +329,7 @@ impl Region {
         std::mem::forget(counter);
         match result {
             Ok(value) => {
+                self.count(Counter::Misses);
                 self.count(Counter::Creations);
                 if opts.accepts(&value) {
                     let meta = self.stamp(Some(start));
@@ -327,14 +341,24 @@ impl Region {
             Err(e) => {
                 self.count(Counter::CreationErrors);
                 drop(held);
-                match stale {
-                    Some(stale) if self.inner.stale_if_error => {
-                        self.count(Counter::StaleServed);
-                        tracing::warn!(region = %self.inner.name, key = %skey, "creator failed; serving the stale value (stale_if_error)");
-                        Ok(stale)
-                    }
-                    _ => Err(TryCreateError::Creator(e)),
-                }
+                self.creator_failed(skey, stale, e)
+            }
+        }
+    }
+
+    /// The outcome of a call whose creator returned `error`: the stale value
+    /// under stale-if-error, else the error (a miss: the call ran its
+    /// creator).
+    pub(crate) fn creator_failed<T, E>(&self, skey: &str, stale: Option<T>, error: E) -> Result<T, TryCreateError<E>> {
+        match stale {
+            Some(stale) if self.inner.stale_if_error => {
+                self.count(Counter::StaleServed);
+                tracing::warn!(region = %self.inner.name, key = %skey, "creator failed; serving the stale value (stale_if_error)");
+                Ok(stale)
+            }
+            _ => {
+                self.count(Counter::Misses);
+                Err(TryCreateError::Creator(error))
             }
         }
     }

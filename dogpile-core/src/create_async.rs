@@ -203,7 +203,9 @@ impl Region {
     {
         let skey = self.storage_key(key);
         let exp = opts.expiration.unwrap_or(self.inner.expiration);
-        let mut counted_miss = false;
+        // Set once this call has waited for another caller's creation (see
+        // `create.rs`).
+        let mut waited = false;
         loop {
             let lookup = match first.take() {
                 Some(lookup) => lookup,
@@ -254,10 +256,6 @@ impl Region {
                     };
                 }
                 (_, _) => {
-                    if !counted_miss {
-                        self.count(Counter::Misses);
-                        counted_miss = true;
-                    }
                     let local = match self.inner.locks.handle(&skey).try_lock() {
                         Ok(local) => local,
                         Err(handle) => {
@@ -268,19 +266,28 @@ impl Region {
                             }
                             self.count(Counter::LockWaits);
                             handle.wait_released_async().await;
+                            drop(handle);
+                            waited = true;
+                            match self.lookup_async::<T>(&skey, exp, true).await? {
+                                Lookup::Fresh(v) => {
+                                    self.count(Counter::Waited);
+                                    return Ok(v);
+                                }
+                                other => first = Some(other),
+                            }
                             continue;
                         }
                     };
                     let stale = match self.lookup_async::<T>(&skey, exp, false).await? {
                         Lookup::Fresh(v) => {
                             debug_assert!(!after_reread(Found::Fresh));
-                            self.count(Counter::Hits);
+                            self.count(if waited { Counter::Waited } else { Counter::Hits });
                             return Ok(v);
                         }
                         Lookup::Expired(v) => Some(v),
                         Lookup::Absent => None,
                     };
-                    let dist = match self.wait_distributed_async::<T>(&skey, exp, stale.is_some()).await? {
+                    let dist = match self.wait_distributed_async::<T>(&skey, exp, stale.is_some(), waited).await? {
                         Ok(dist) => dist,
                         Err(landed) => return Ok(landed),
                     };
@@ -299,6 +306,7 @@ impl Region {
         skey: &str,
         exp: Expiration,
         mut have_stale: bool,
+        mut waited: bool,
     ) -> Result<Result<Option<DistGuard>, T>, Error> {
         let mut attempt = 0;
         loop {
@@ -308,7 +316,7 @@ impl Region {
                     // Another process may have stored its value and released
                     // between our last read and our acquire: read once more.
                     if let Lookup::Fresh(v) = self.lookup_async::<T>(skey, exp, false).await? {
-                        self.count(Counter::Hits);
+                        self.count(if waited { Counter::Waited } else { Counter::Hits });
                         g.release_async().await;
                         return Ok(Err(v));
                     }
@@ -321,10 +329,11 @@ impl Region {
                         }
                         self.sleep_async(self.dist_backoff(attempt)).await;
                         attempt += 1;
+                        waited = true;
                     }
                     match self.lookup_async::<T>(skey, exp, false).await? {
                         Lookup::Fresh(v) => {
-                            self.count(Counter::Hits);
+                            self.count(if waited { Counter::Waited } else { Counter::Hits });
                             return Ok(Err(v));
                         }
                         Lookup::Expired(v) => {
@@ -372,6 +381,7 @@ impl Region {
         let Held { _local: local, _dist: dist } = held;
         let out = match result {
             Ok(value) => {
+                self.count(Counter::Misses);
                 self.count(Counter::Creations);
                 if opts.accepts(&value) {
                     let meta = self.stamp(Some(start));
@@ -381,14 +391,7 @@ impl Region {
             }
             Err(e) => {
                 self.count(Counter::CreationErrors);
-                match stale {
-                    Some(stale) if self.inner.stale_if_error => {
-                        self.count(Counter::StaleServed);
-                        tracing::warn!(region = %self.inner.name, key = %skey, "creator failed; serving the stale value (stale_if_error)");
-                        Ok(stale)
-                    }
-                    _ => Err(TryCreateError::Creator(e)),
-                }
+                self.creator_failed(skey, stale, e)
             }
         };
         if let Some(dist) = dist {

@@ -191,13 +191,14 @@ impl Region {
         let first = self.checked_slots(refs.len(), self.inner.backend.get_multi(&refs))?;
 
         let mut claims: Vec<Claim<'_, T>> = Vec::new();
+        let mut waited = false;
         for (&i, value) in order.iter().zip(first) {
             let (key, skey) = (unique[i], skeys[i].clone());
             let lookup = match value {
                 Some(v) => self.judge_value::<T>(&skey, &v, exp, true),
                 None => Lookup::Absent,
             };
-            match self.claim_one(key, skey, lookup, exp)? {
+            match self.claim_one(key, skey, lookup, exp, &mut waited)? {
                 Ok(v) => {
                     ready.insert(key, v);
                 }
@@ -256,6 +257,8 @@ impl Region {
         opts: &CreateOptions<T>,
         start: u64,
     ) -> Result<Vec<(&'c str, crate::Value)>, Error> {
+        // Each key's call ran the creator: a miss (see `Stats`).
+        self.inner.stats.add(Counter::Misses, claims.len() as u64);
         if created.len() != claims.len() {
             self.count(Counter::CreationErrors);
             return Err(Error::CreatorLength { expected: claims.len(), returned: created.len() });
@@ -278,15 +281,17 @@ impl Region {
     }
 
     /// Settles one key of a multi-key call: a value to return now, or a
-    /// claim (locks held) to create it.
+    /// claim (locks held) to create it. `waited` is set once the call has
+    /// waited for another caller: a value that turns up after that (for
+    /// this key or a later one) is counted as waited for, not as a hit.
     fn claim_one<'k, T: CacheValue>(
         &self,
         key: &'k str,
         skey: Cow<'k, str>,
         mut lookup: Lookup<T>,
         exp: crate::Expiration,
+        waited: &mut bool,
     ) -> Result<Result<T, Claim<'k, T>>, Error> {
-        let mut counted_miss = false;
         loop {
             match lookup {
                 Lookup::Fresh(v) => {
@@ -318,39 +323,41 @@ impl Region {
                         }
                     };
                 }
-                Lookup::Absent => {
-                    if !counted_miss {
-                        self.count(Counter::Misses);
-                        counted_miss = true;
-                    }
-                    match self.inner.locks.handle(&skey).try_lock() {
-                        Err(handle) => {
-                            if handle.held_by_this_thread() {
-                                return Err(Error::Reentrant { key: skey.into_owned() });
+                Lookup::Absent => match self.inner.locks.handle(&skey).try_lock() {
+                    Err(handle) => {
+                        if handle.held_by_this_thread() {
+                            return Err(Error::Reentrant { key: skey.into_owned() });
+                        }
+                        self.count(Counter::LockWaits);
+                        handle.wait_released();
+                        drop(handle);
+                        *waited = true;
+                        lookup = match self.lookup(&skey, exp, false)? {
+                            Lookup::Fresh(v) => {
+                                self.count(Counter::Waited);
+                                return Ok(Ok(v));
                             }
-                            self.count(Counter::LockWaits);
-                            handle.wait_released();
-                            lookup = self.lookup(&skey, exp, false)?;
-                        }
-                        Ok(local) => {
-                            local.mark_thread();
-                            let stale = match self.lookup::<T>(&skey, exp, false)? {
-                                Lookup::Fresh(v) => {
-                                    self.count(Counter::Hits);
-                                    return Ok(Ok(v));
-                                }
-                                Lookup::Expired(v) => Some(v),
-                                Lookup::Absent => None,
-                            };
-                            let dist = match self.wait_distributed::<T>(&skey, exp, stale.is_some())? {
-                                DistWait::Locked(d) => d,
-                                DistWait::Landed(v) => return Ok(Ok(v)),
-                            };
-                            let _held = Held { _local: local, _dist: dist };
-                            return Ok(Err(Claim { key, skey, _held, _value: std::marker::PhantomData }));
-                        }
+                            other => other,
+                        };
                     }
-                }
+                    Ok(local) => {
+                        local.mark_thread();
+                        let stale = match self.lookup::<T>(&skey, exp, false)? {
+                            Lookup::Fresh(v) => {
+                                self.count(if *waited { Counter::Waited } else { Counter::Hits });
+                                return Ok(Ok(v));
+                            }
+                            Lookup::Expired(v) => Some(v),
+                            Lookup::Absent => None,
+                        };
+                        let dist = match self.wait_distributed::<T>(&skey, exp, stale.is_some(), *waited)? {
+                            DistWait::Locked(d) => d,
+                            DistWait::Landed(v) => return Ok(Ok(v)),
+                        };
+                        let _held = Held { _local: local, _dist: dist };
+                        return Ok(Err(Claim { key, skey, _held, _value: std::marker::PhantomData }));
+                    }
+                },
             }
         }
     }

@@ -104,13 +104,14 @@ impl Region {
         let first = self.checked_slots(refs.len(), read)?;
 
         let mut claims: Vec<Claim<'_, T>> = Vec::new();
+        let mut waited = false;
         for (&i, value) in order.iter().zip(first) {
             let (key, skey) = (unique[i], skeys[i].clone());
             let lookup = match value {
                 Some(v) => self.judge_value::<T>(&skey, &v, exp, true),
                 None => Lookup::Absent,
             };
-            match self.claim_one_async(key, skey, lookup, exp).await? {
+            match self.claim_one_async(key, skey, lookup, exp, &mut waited).await? {
                 Ok(v) => {
                     ready.insert(key, v);
                 }
@@ -151,8 +152,8 @@ impl Region {
         skey: Cow<'k, str>,
         mut lookup: Lookup<T>,
         exp: Expiration,
+        waited: &mut bool,
     ) -> Result<Result<T, Claim<'k, T>>, Error> {
-        let mut counted_miss = false;
         loop {
             match lookup {
                 Lookup::Fresh(v) => {
@@ -182,38 +183,40 @@ impl Region {
                         }
                     };
                 }
-                Lookup::Absent => {
-                    if !counted_miss {
-                        self.count(Counter::Misses);
-                        counted_miss = true;
-                    }
-                    match self.inner.locks.handle(&skey).try_lock() {
-                        Err(handle) => {
-                            if handle.held_by_this_thread() {
-                                return Err(Error::Reentrant { key: skey.into_owned() });
+                Lookup::Absent => match self.inner.locks.handle(&skey).try_lock() {
+                    Err(handle) => {
+                        if handle.held_by_this_thread() {
+                            return Err(Error::Reentrant { key: skey.into_owned() });
+                        }
+                        self.count(Counter::LockWaits);
+                        handle.wait_released_async().await;
+                        drop(handle);
+                        *waited = true;
+                        lookup = match self.lookup_async(&skey, exp, false).await? {
+                            Lookup::Fresh(v) => {
+                                self.count(Counter::Waited);
+                                return Ok(Ok(v));
                             }
-                            self.count(Counter::LockWaits);
-                            handle.wait_released_async().await;
-                            lookup = self.lookup_async(&skey, exp, false).await?;
-                        }
-                        Ok(local) => {
-                            let stale = match self.lookup_async::<T>(&skey, exp, false).await? {
-                                Lookup::Fresh(v) => {
-                                    self.count(Counter::Hits);
-                                    return Ok(Ok(v));
-                                }
-                                Lookup::Expired(v) => Some(v),
-                                Lookup::Absent => None,
-                            };
-                            let dist = match self.wait_distributed_async::<T>(&skey, exp, stale.is_some()).await? {
-                                Ok(d) => d,
-                                Err(landed) => return Ok(Ok(landed)),
-                            };
-                            let _held = Held { _local: local, _dist: dist };
-                            return Ok(Err(Claim { key, skey, _held, _value: std::marker::PhantomData }));
-                        }
+                            other => other,
+                        };
                     }
-                }
+                    Ok(local) => {
+                        let stale = match self.lookup_async::<T>(&skey, exp, false).await? {
+                            Lookup::Fresh(v) => {
+                                self.count(if *waited { Counter::Waited } else { Counter::Hits });
+                                return Ok(Ok(v));
+                            }
+                            Lookup::Expired(v) => Some(v),
+                            Lookup::Absent => None,
+                        };
+                        let dist = match self.wait_distributed_async::<T>(&skey, exp, stale.is_some(), *waited).await? {
+                            Ok(d) => d,
+                            Err(landed) => return Ok(Ok(landed)),
+                        };
+                        let _held = Held { _local: local, _dist: dist };
+                        return Ok(Err(Claim { key, skey, _held, _value: std::marker::PhantomData }));
+                    }
+                },
             }
         }
     }

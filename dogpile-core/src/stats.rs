@@ -4,25 +4,60 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// A snapshot of a region's counters since it was built.
+///
+/// # One outcome per call
+///
+/// Every `get_or_create*` call that returns (blocking or async, the
+/// fallible `try_` forms and the background ones included) counts exactly
+/// one outcome; a multi-key call counts one per distinct key:
+///
+/// - [`hits`](Self::hits): it found a fresh value;
+/// - [`waited`](Self::waited): it found no usable value, waited while
+///   another caller (in this process, or in another one sharing the
+///   backend) created it, and got that caller's value;
+/// - [`stale_served`](Self::stale_served): it got an expired value
+///   (another caller was regenerating it, regeneration went to the
+///   background, or its own creator failed under stale-if-error);
+/// - [`misses`](Self::misses): it ran its own creator, because the value
+///   was missing or expired (and it won the lock); the call got the
+///   creator's value, or its error.
+///
+/// So, for those calls, `hits + waited + stale_served + misses` is the
+/// number of calls (of keys, for multi-key calls), and the hit ratio is
+/// `hits` over that sum. [`get`](crate::Region::get) and
+/// [`get_multi`](crate::Region::get_multi) count each key as a hit or, when
+/// absent, expired or undecodable, a miss. A call that ends in a cache error
+/// (a backend failure, [`Error::Reentrant`](crate::Error::Reentrant)) or
+/// whose creator panics or is cancelled counts no outcome.
+///
+/// The other counters count events, not calls: creator runs (`creations`,
+/// `creation_errors`, background regenerations included), waits
+/// (`lock_waits`: a call may wait more than once, and a waiter whose
+/// creator failed may go on to create) and failures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Fresh values returned.
+    /// Calls that found a fresh value (see [One outcome per
+    /// call](Self#one-outcome-per-call)).
     pub hits: u64,
-    /// Lookups that found no usable value (absent, hard-invalidated,
-    /// undecodable).
+    /// Calls that ran their own creator (a missing or expired value); for
+    /// `get` and `get_multi`, keys with no fresh value.
     pub misses: u64,
-    /// Expired values returned because another caller held the lock (or
-    /// regeneration ran in the background, or failed with stale-if-error).
+    /// Calls that got an expired value: another caller held the lock,
+    /// regeneration ran in the background, or it failed with
+    /// stale-if-error.
     pub stale_served: u64,
-    /// Creator calls that returned a value.
+    /// Calls that waited for another caller's creation and got its value.
+    pub waited: u64,
+    /// Creator runs that returned a value (one per key for multi-key
+    /// creators).
     pub creations: u64,
-    /// Creator calls that returned an error or panicked.
+    /// Creator runs that returned an error or panicked.
     pub creation_errors: u64,
     /// Backend calls that failed.
     pub backend_errors: u64,
-    /// Stored values that could not be decoded (or had another type); each
-    /// also counts as a miss.
+    /// Stored values that could not be decoded (or had another type); the
+    /// read counts as finding nothing.
     pub decode_failures: u64,
     /// Times a caller had to wait for another caller's creation.
     pub lock_waits: u64,
@@ -38,9 +73,10 @@ pub(crate) enum Counter {
     BackendErrors,
     DecodeFailures,
     LockWaits,
+    Waited,
 }
 
-const COUNTERS: usize = 8;
+const COUNTERS: usize = 9;
 /// Shards owned by one thread each: the first threads that touch any region
 /// get one for life and update it with a plain load and store, no atomic
 /// read-modify-write (the only writer is that thread; readers sum with
@@ -112,6 +148,7 @@ impl StatsCells {
             backend_errors: sum(Counter::BackendErrors),
             decode_failures: sum(Counter::DecodeFailures),
             lock_waits: sum(Counter::LockWaits),
+            waited: sum(Counter::Waited),
         }
     }
 }
