@@ -66,8 +66,8 @@
 
 pub use dogpile_core::{
     AsyncBackend, AsyncDistributedLock, Backend, BackendError, BoxFuture, CacheValue, Clock, Codec, CreateOptions,
-    DistributedLock, Entry, Error, Expiration, FORMAT_VERSION, Invalidation, Job, KeyMangler, LockToken, Meta,
-    MockClock, Region, RegionBuilder, Runner, Stats, SystemClock, ThreadRunner, TryCreateError, Value, ValueKind,
+    DistributedLock, Entry, Error, Expiration, FORMAT_VERSION, Invalidation, Job, KeyLimits, KeyMangler, LockToken,
+    Meta, MockClock, Region, RegionBuilder, Runner, Stats, SystemClock, ThreadRunner, TryCreateError, Value, ValueKind,
 };
 
 pub use dogpile_core::{CacheKey, write_key_seq, write_key_str};

@@ -13,6 +13,7 @@
 //! the memory backends) serve both worlds through the sync trait alone.
 
 use crate::error::BackendError;
+use crate::key_limits::KeyLimits;
 use crate::value::{Value, ValueKind};
 use std::fmt;
 use std::future::Future;
@@ -86,6 +87,15 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Only a backend whose `get`/`set`/`delete` are exactly this map's may
     /// return it.
     fn object_map(&self) -> Option<std::sync::Arc<crate::ObjectMap>> {
+        None
+    }
+
+    /// The keys this backend can store as they are, if it cannot store
+    /// every string (memcached: [`KeyLimits::MEMCACHED`]). The region maps
+    /// every key that does not fit, for storage and lock alike, by a stable
+    /// digest (see [`KeyLimits`]); the backend never sees a key beyond its
+    /// limits.
+    fn key_limits(&self) -> Option<KeyLimits> {
         None
     }
 

@@ -213,6 +213,7 @@ impl RegionBuilder {
     /// Builds the region.
     pub fn build(self) -> Region {
         let backend = self.backend.unwrap_or_else(|| Arc::new(NoBackendYet));
+        let key_limits = backend.key_limits();
         Region {
             inner: Arc::new(Inner {
                 name: self.name,
@@ -228,6 +229,7 @@ impl RegionBuilder {
                 value_version: self.value_version,
                 max_value_size: self.max_value_size,
                 key_mangler: self.key_mangler,
+                key_limits,
                 runner: self.runner,
                 early_refresh: self.early_refresh,
                 stale_if_error: self.stale_if_error,

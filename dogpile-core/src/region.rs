@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     /// The largest envelope written or decoded, in bytes.
     pub(crate) max_value_size: usize,
     pub(crate) key_mangler: Option<KeyMangler>,
+    /// The backend's key limits, applied after the mangler.
+    pub(crate) key_limits: Option<crate::KeyLimits>,
     pub(crate) runner: Arc<dyn Runner>,
     pub(crate) early_refresh: Option<f64>,
     pub(crate) stale_if_error: bool,
@@ -225,10 +227,20 @@ impl Region {
 
     // ----- internals shared by the creation paths -----
 
+    /// The key as the backend's storage and lock see it: through the key
+    /// mangler, then mapped if the backend's key limits refuse it.
     pub(crate) fn storage_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
-        match &self.inner.key_mangler {
+        let key = match &self.inner.key_mangler {
             None => Cow::Borrowed(key),
             Some(m) => Cow::Owned(m(key)),
+        };
+        let Some(limits) = &self.inner.key_limits else { return key };
+        match key {
+            Cow::Borrowed(k) => limits.apply(k),
+            Cow::Owned(k) => match limits.apply(&k) {
+                Cow::Borrowed(_) => Cow::Owned(k),
+                Cow::Owned(mapped) => Cow::Owned(mapped),
+            },
         }
     }
 
