@@ -123,6 +123,9 @@ pub mod backends {
 #[cfg(feature = "tokio")]
 pub use dogpile_core::TokioRunner;
 
+#[cfg(feature = "minijinja")]
+pub mod minijinja;
+
 // The README's examples are compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
