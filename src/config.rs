@@ -27,7 +27,8 @@ pub enum BackendConfig {
     /// `"bounded_memory"`: an in-process map that keeps at most `capacity`
     /// entries, evicting the least useful.
     BoundedMemory {
-        /// The number of entries kept.
+        /// The number of entries kept, at least 1 (0 is a configuration
+        /// error).
         capacity: usize,
     },
     /// `"null"`: stores nothing; every call runs the function.
@@ -74,12 +75,16 @@ impl BackendConfig {
         }
     }
 
-    fn build(&self) -> Arc<dyn Backend> {
-        match self {
+    /// The backend; an error names the field at fault.
+    fn build(&self) -> Result<Arc<dyn Backend>, FieldError> {
+        Ok(match self {
             BackendConfig::Memory => Arc::new(MemoryBackend::new()),
+            BackendConfig::BoundedMemory { capacity: 0 } => {
+                return Err(FieldError { field: "capacity", message: ZERO_CAPACITY.to_owned() });
+            }
             BackendConfig::BoundedMemory { capacity } => Arc::new(BoundedMemoryBackend::with_capacity(*capacity)),
             BackendConfig::Null => Arc::new(NullBackend),
-        }
+        })
     }
 }
 
@@ -174,7 +179,7 @@ impl RegionConfig {
     /// defaults. Errors name the region and the field.
     fn build(&self, name: &str, slot: &Slot) -> Result<Region, String> {
         let backend = match &self.backend {
-            Some(b) => b.build(),
+            Some(b) => b.build().map_err(|e| format!("region `{name}`, field `{}`: {}", e.field, e.message))?,
             None => slot.default_backend().ok_or_else(|| {
                 format!("region `{name}`: no `backend` given and `region!` declares no default; {}", backend_list())
             })?,
@@ -404,6 +409,10 @@ impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
     }
 }
 
+/// Why `capacity = 0` is refused (the backend would otherwise take it as 1).
+const ZERO_CAPACITY: &str =
+    "capacity 0 would keep no entries: give at least 1, or use backend = \"null\" to cache nothing";
+
 /// A finishing error: which field it concerns.
 pub(crate) struct FieldError {
     pub(crate) field: &'static str,
@@ -436,6 +445,9 @@ impl Partial {
                         "the `bounded_memory` backend needs `capacity` (the number of entries kept)".into(),
                     );
                 };
+                if capacity == 0 {
+                    return err("capacity", ZERO_CAPACITY.to_owned());
+                }
                 let capacity = usize::try_from(capacity).map_err(|_| FieldError {
                     field: "capacity",
                     message: format!("capacity {capacity} is too large for this machine"),

@@ -23,7 +23,10 @@ impl Weighter<Box<str>, Value> for KeyValueWeighter {
     fn weight(&self, key: &Box<str>, value: &Value) -> u64 {
         match &self.0 {
             None => 1,
-            Some(f) => f(key, value),
+            // quick_cache never evicts an entry of weight 0, so a weigher
+            // returning 0 (an empty string weighed by its length, say)
+            // would let the map grow without bound: count it as 1.
+            Some(f) => f(key, value).max(1),
         }
     }
 }
@@ -52,14 +55,16 @@ pub struct BoundedMemoryBackend {
 }
 
 impl BoundedMemoryBackend {
-    /// Holds at most about `entries` entries.
+    /// Holds at most about `entries` entries (at least one: 0 is taken as
+    /// 1).
     pub fn with_capacity(entries: usize) -> Self {
         let capacity = entries.max(1) as u64;
         Self { cache: Cache::with_weighter(entries.max(1), capacity, KeyValueWeighter(None)), capacity }
     }
 
     /// Holds entries whose weights sum to at most `max_weight`; `weigher`
-    /// gives an entry's weight. Any entry weighing up to a quarter of
+    /// gives an entry's weight (a weight of 0 counts as 1, so that
+    /// weightless entries still take a place). Any entry weighing up to a quarter of
     /// `max_weight` can be stored; use
     /// [`with_weigher_and_max_entry`](Self::with_weigher_and_max_entry) for
     /// larger entries.
