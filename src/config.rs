@@ -35,34 +35,18 @@ pub enum BackendConfig {
     Null,
 }
 
-/// Every backend name, with the cargo feature that compiles it in (`None`:
-/// always available).
-const BACKENDS: &[(&str, Option<&str>)] = &[
-    ("memory", None),
-    ("bounded_memory", None),
-    ("null", None),
-    ("redis", Some("redis")),
-    ("memcached", Some("memcached")),
-    ("file", Some("file")),
-];
+/// The backends a configuration can name.
+const BACKENDS: &[&str] = &["memory", "bounded_memory", "null"];
 
-fn backend_available(feature: Option<&str>) -> bool {
-    feature.is_none()
-}
+/// Backends of the design that do not exist yet: named in messages so that
+/// `backend = "redis"` says "not yet" rather than "unknown" (no cargo
+/// feature provides them today).
+const PLANNED: &[&str] = &["redis", "memcached", "file"];
 
-/// "available: memory, ...; not compiled in: redis (enable the `redis`
-/// feature), ..."
+/// "available backends: memory, bounded_memory, null; not yet available:
+/// redis, memcached, file"
 fn backend_list() -> String {
-    let available: Vec<&str> = BACKENDS.iter().filter(|(_, f)| backend_available(*f)).map(|(n, _)| *n).collect();
-    let missing: Vec<String> = BACKENDS
-        .iter()
-        .filter_map(|(n, f)| f.filter(|_| !backend_available(*f)).map(|f| format!("{n} (enable the `{f}` feature)")))
-        .collect();
-    let mut s = format!("available backends: {}", available.join(", "));
-    if !missing.is_empty() {
-        s.push_str(&format!("; not compiled in: {}", missing.join(", ")));
-    }
-    s
+    format!("available backends: {}; not yet available: {}", BACKENDS.join(", "), PLANNED.join(", "))
 }
 
 impl BackendConfig {
@@ -96,7 +80,7 @@ impl BackendConfig {
 ///
 /// ```toml
 /// [regions.users]
-/// backend = "bounded_memory"  # memory | bounded_memory | null (| redis | memcached | file with their features)
+/// backend = "bounded_memory"  # memory | bounded_memory | null
 /// capacity = 10_000           # bounded_memory only: the number of entries kept
 /// expiration = "5m"           # "90s", "5m", "1h", "1h 30m", a number of seconds, or "never" (also -1)
 /// stale_if_error = true       # optional: serve the stale value when regeneration fails
@@ -455,13 +439,10 @@ impl Partial {
                 self.config.backend = Some(BackendConfig::BoundedMemory { capacity });
             }
             Some(other) => {
-                let known = BACKENDS.iter().find(|(n, _)| *n == other);
-                let message = match known {
-                    Some((n, Some(feature))) => format!(
-                        "the `{n}` backend is not compiled in: enable the `{feature}` feature of dogpile; {}",
-                        backend_list()
-                    ),
-                    _ => format!("unknown backend `{other}`; {}", backend_list()),
+                let message = if PLANNED.contains(&other) {
+                    format!("the `{other}` backend is planned but not available yet; pick another: {}", backend_list())
+                } else {
+                    format!("unknown backend `{other}`; {}", backend_list())
                 };
                 return err("backend", message);
             }

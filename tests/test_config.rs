@@ -98,11 +98,12 @@ fn malformed_toml_names_region_field_and_line() {
         (
             "[regions.config_delta]\n\nbackend = \"redsi\"\n",
             "region `config_delta`, field `backend` (line 3): unknown backend `redsi`; available backends: memory, bounded_memory, null; \
-             not compiled in: redis (enable the `redis` feature), memcached (enable the `memcached` feature), file (enable the `file` feature)",
+             not yet available: redis, memcached, file",
         ),
         (
             "[regions.config_delta]\nbackend = \"memcached\"\n",
-            "region `config_delta`, field `backend` (line 2): the `memcached` backend is not compiled in: enable the `memcached` feature",
+            "region `config_delta`, field `backend` (line 2): the `memcached` backend is planned but not available yet; pick another: \
+             available backends: memory, bounded_memory, null",
         ),
         (
             "[regions.config_delta]\nbackend = \"bounded_memory\"\n",

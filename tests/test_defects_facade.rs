@@ -55,3 +55,31 @@ fn zero_capacity_is_rejected_in_config() {
     assert!(m.contains("region `defects_zero_capacity_code`, field `capacity`"), "{m}");
     assert!(!ZERO_CODE.is_configured());
 }
+
+// ----- 12. misleading error messages -----
+
+dogpile::region!(PLANNED, "defects_planned_backend");
+
+#[test]
+fn planned_backend_does_not_name_a_feature_that_does_not_exist() {
+    let err = dogpile::configure_from_toml("[regions.defects_planned_backend]\nbackend = \"redis\"\n").unwrap_err();
+    let m = config_message(&err);
+    assert!(!m.contains("feature"), "names a cargo feature that does not exist: {m}");
+    assert!(m.contains("region `defects_planned_backend`, field `backend` (line 2)"), "{m}");
+    assert!(m.contains("not yet available: redis, memcached, file"), "{m}");
+    assert!(m.contains("available backends: memory, bounded_memory, null"), "{m}");
+}
+
+dogpile::region!(TWICE, "defects_key_twice");
+
+#[test]
+fn duplicate_toml_key_names_the_region_and_the_field() {
+    let err = dogpile::configure_from_toml(
+        "[regions.defects_key_twice]\nbackend = \"memory\"\nexpiration = \"5m\"\nbackend = \"null\"\n",
+    )
+    .unwrap_err();
+    let m = config_message(&err);
+    assert!(m.contains("region `defects_key_twice`, field `backend` (line 4)"), "{m}");
+    assert!(m.contains("line 2"), "names the first one too: {m}");
+    assert!(!TWICE.is_configured());
+}

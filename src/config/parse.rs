@@ -109,10 +109,11 @@ fn line_of(text: &str, at: usize) -> usize {
 /// name, settings and the line of its table. Every problem is reported,
 /// each naming the region, the field and the line.
 pub(crate) fn from_toml(text: &str) -> Result<(Vec<Item>, Vec<String>), String> {
-    let doc = DeTable::parse(text).map_err(|e| {
-        let at = e.span().map(|s| format!(" (line {})", line_of(text, s.start))).unwrap_or_default();
-        format!("invalid TOML{at}: {}", e.message())
-    })?;
+    let (doc, errors) = DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        let messages: Vec<String> = errors.iter().map(|e| syntax_error(text, doc.get_ref(), e)).collect();
+        return Err(messages.join("\n"));
+    }
     let mut problems = Vec::new();
     let mut items = Vec::new();
     for (key, value) in doc.get_ref() {
@@ -141,6 +142,57 @@ pub(crate) fn from_toml(text: &str) -> Result<(Vec<Item>, Vec<String>), String> 
         }
     }
     Ok((items, problems))
+}
+
+/// A TOML syntax error; a key given twice names its region and field
+/// (from what the parser recovered) instead of only "duplicate key".
+fn syntax_error(text: &str, doc: &DeTable<'_>, e: &toml::de::Error) -> String {
+    let span = e.span();
+    if e.message().starts_with("duplicate key")
+        && let Some(span) = &span
+        && let Some(message) = duplicate_key(text, doc, span.clone())
+    {
+        return message;
+    }
+    let at = span.map(|s| format!(" (line {})", line_of(text, s.start))).unwrap_or_default();
+    format!("invalid TOML{at}: {}", e.message())
+}
+
+/// Where the duplicate key at `span` is: a field given twice in one region,
+/// or a region's table given twice. `None` when it is anywhere else.
+fn duplicate_key(text: &str, doc: &DeTable<'_>, span: std::ops::Range<usize>) -> Option<String> {
+    let key = text.get(span.clone())?.trim().trim_matches(|c| c == '"' || c == '\'');
+    let line = line_of(text, span.start);
+    let (_, regions) = doc.iter().find(|(k, _)| k.get_ref() == "regions")?;
+    let regions = regions.get_ref().as_table()?;
+    // The region holding the first occurrence: of those that have the key,
+    // the last one whose name comes before the duplicate.
+    let field = regions
+        .iter()
+        .filter(|(name, _)| name.span().start < span.start)
+        .filter_map(|(name, settings)| {
+            let (first, _) = settings.get_ref().as_table()?.iter().find(|(f, _)| f.get_ref() == key)?;
+            Some((name, first))
+        })
+        .max_by_key(|(name, _)| name.span().start);
+    // The parser may keep either occurrence: name the other line only when
+    // it is known.
+    let first = |at: usize| {
+        let first = line_of(text, at);
+        if first < line { format!(" (first on line {first})") } else { String::new() }
+    };
+    if let Some((name, field)) = field {
+        return Some(format!(
+            "region `{}`, field `{key}` (line {line}): given twice{}; keep one of them",
+            name.get_ref(),
+            first(field.span().start)
+        ));
+    }
+    let (name, _) = regions.iter().find(|(name, _)| name.get_ref() == key)?;
+    Some(format!(
+        "region `{key}` (line {line}): its table is given twice{}; merge them into one",
+        first(name.span().start)
+    ))
 }
 
 fn region(text: &str, name: &str, settings: &DeValue<'_>) -> Result<RegionConfig, Vec<String>> {
@@ -188,6 +240,29 @@ mod tests {
         assert_eq!(parse_duration(" 250ms "), Ok(Duration::from_millis(250)));
         assert!(parse_duration("-5s").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    fn toml_error(text: &str) -> String {
+        from_toml(text).err().expect("a syntax error")
+    }
+
+    #[test]
+    fn duplicate_keys_name_their_region_and_field() {
+        let two_regions =
+            "[regions.a]\nbackend = \"memory\"\n[regions.b]\nbackend = \"memory\"\n\"backend\" = \"null\"\n";
+        assert_eq!(
+            toml_error(two_regions),
+            "region `b`, field `backend` (line 5): given twice (first on line 4); keep one of them"
+        );
+        let dotted = "[regions]\nc.expiration = 5\nc.expiration = 6\n";
+        assert_eq!(
+            toml_error(dotted),
+            "region `c`, field `expiration` (line 3): given twice (first on line 2); keep one of them"
+        );
+        let table_twice = "[regions.a]\nbackend = \"memory\"\n\n[regions.a]\nexpiration = 5\n";
+        assert_eq!(toml_error(table_twice), "region `a` (line 4): its table is given twice; merge them into one");
+        let elsewhere = "x = 1\nx = 2\n";
+        assert_eq!(toml_error(elsewhere), "invalid TOML (line 2): duplicate key");
     }
 
     #[test]
