@@ -43,11 +43,35 @@ pub enum RegionRef {
 
 /// The per-function state of a `#[cached]` function: where it is, which
 /// region it uses (resolved once), and its uncached-call counter.
+///
+/// # Key prefixes
+///
+/// Every key starts with the function's prefix, so that two functions never
+/// share keys by accident:
+///
+/// | function | prefix |
+/// |---|---|
+/// | `f` in module `app::users` | `app::users::f` (`module_path!()`, stable) |
+/// | `f` declared inside the function `app::report` | `app::report()::f` |
+/// | `name = "x"` | `x` (escaped like a key string) |
+/// | a method of `T` | `<type_name of T>::f`, written by the key closure |
+///
+/// followed by `|namespace` when one is given. The `()` after an enclosing
+/// function is what keeps `fn report() { fn load() }` apart from
+/// `mod report { fn load() }`: a module path never contains it, and a
+/// `name` cannot produce it (its parentheses are escaped). The enclosing
+/// path comes from [`core::any::type_name`] of the companion type: blocks
+/// and closures of one function do not show in it, so two functions of one
+/// name declared in two blocks of one function still share a prefix, which
+/// [`check`](crate::check) reports.
 pub struct Site {
     pub(crate) function: &'static str,
     /// The key prefix (`module::f|namespace`); `None` for methods, whose
     /// prefix names `Self` and is written by the key closure.
     prefix: Option<&'static str>,
+    /// The prefix was given with `name = "..."`: functions of one name
+    /// share entries on purpose.
+    pub(crate) named: bool,
     pub(crate) file: &'static str,
     pub(crate) line: u32,
     region: RegionRef,
@@ -79,6 +103,7 @@ impl Site {
             file,
             line,
             region,
+            named: false,
             scope: None,
             scoped_prefix: OnceLock::new(),
             slot: OnceLock::new(),
@@ -94,9 +119,15 @@ impl Site {
         self
     }
 
+    /// Marks the prefix as given by `name = "..."`.
+    pub const fn named(mut self) -> Self {
+        self.named = true;
+        self
+    }
+
     /// The key prefix of a free function (`None` for methods): `module::f`
-    /// (plus `|namespace`), or `module::outer::f` for a function declared
-    /// inside the function `outer`.
+    /// (plus `|namespace`), or `module::outer()::f` for a function declared
+    /// inside the function `outer` (see [`Site`]).
     #[inline]
     pub(crate) fn key_prefix(&self) -> Option<&str> {
         let prefix = self.prefix?;
@@ -111,14 +142,17 @@ impl Site {
 
     #[cold]
     fn resolve_scope(&self, prefix: &str) -> Option<Box<str>> {
+        // `app::report::load` for `load` declared in `fn report` of `app`.
         let path = (self.scope?)();
         // Same path as `module_path!()::f`: a module-level function, whose
         // key keeps the guaranteed-stable `module_path!()` form.
         if path == self.function {
             return None;
         }
+        let ident = self.function.rsplit("::").next()?;
+        let scope = path.strip_suffix(ident)?.strip_suffix("::")?;
         let rest = prefix.strip_prefix(self.function)?;
-        Some(format!("{path}{rest}").into_boxed_str())
+        Some(format!("{scope}()::{ident}{rest}").into_boxed_str())
     }
 
     pub(crate) fn region_name(&self) -> &'static str {

@@ -284,9 +284,11 @@ pub fn cached_functions() -> Vec<FunctionInfo> {
 }
 
 /// Verifies the cache setup, typically once at start-up after
-/// configuration: every `#[cached]` function names a declared region, and
+/// configuration: every `#[cached]` function names a declared region,
 /// every declared region is configured (or was declared with a default
-/// backend). All problems are reported at once.
+/// backend), and no two cached functions of one region share a key prefix
+/// (unless given the same `name` on purpose). All problems are reported at
+/// once.
 ///
 /// ```
 /// dogpile::region!(ITEMS, "doc_check_items", backend = dogpile::backends::MemoryBackend::new());
@@ -316,29 +318,34 @@ pub fn check() -> Result<(), CheckError> {
             ));
         }
     }
-    // Two cached functions with the same path (declared inside two different
-    // functions of one module) get the same key prefix: their values would
-    // mix. `module_path!()` cannot tell them apart, so say so at start-up.
+    // Two cached functions with one key prefix in one region would mix
+    // their values. Prefixes are distinct by construction (see `Site`),
+    // except for a `name` that spells another function's path, and for
+    // functions of one name in two blocks or closures of one function,
+    // which Rust names alike. Functions given the same `name` share on
+    // purpose. Methods' prefixes name their type at run time: not seen here.
     for (i, a) in REGISTRY.functions.iter().enumerate() {
         for b in &REGISTRY.functions[i + 1..] {
-            if a.function == b.function
-                && a.region_name() == b.region_name()
-                && a.key_prefix().is_some()
-                && a.key_prefix() == b.key_prefix()
-                && (a.file, a.line) != (b.file, b.line)
-            {
-                problems.push(format!(
-                    "cached functions `{}` at {}:{} and {}:{} share one cache key prefix in region `{}` \
-                     (functions declared inside other functions are named by their module only); \
-                     give one of them `name = \"...\"` or `namespace = \"...\"`",
-                    a.function,
-                    a.file,
-                    a.line,
-                    b.file,
-                    b.line,
-                    a.region_name()
-                ));
+            let (Some(prefix), Some(other)) = (a.key_prefix(), b.key_prefix()) else { continue };
+            if prefix != other || a.region_name() != b.region_name() || (a.named && b.named) {
+                continue;
             }
+            let why = if prefix.contains("()::") && !a.named && !b.named {
+                " (functions declared in different blocks or closures of one function get the same path)"
+            } else {
+                ""
+            };
+            problems.push(format!(
+                "cached functions `{}` ({}:{}) and `{}` ({}:{}) share the key prefix `{prefix}` in region `{}`, \
+                 so their values would mix{why}; give one of them `name = \"...\"` or `namespace = \"...\"`",
+                a.function,
+                a.file,
+                a.line,
+                b.function,
+                b.file,
+                b.line,
+                a.region_name()
+            ));
         }
     }
     for slot in REGISTRY.slots.values() {

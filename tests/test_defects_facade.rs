@@ -1,8 +1,8 @@
 //! Regression tests for the facade items of issue 7: each test is named
 //! after what broke, and failed before its fix.
 
-use dogpile::backends::BoundedMemoryBackend;
-use dogpile::{Backend, BackendConfig, Error, Meta, RegionConfig, Value};
+use dogpile::backends::{BoundedMemoryBackend, MemoryBackend};
+use dogpile::{Backend, BackendConfig, Error, Meta, RegionConfig, Value, cached};
 use std::sync::Arc;
 
 fn config_message(e: &Error) -> String {
@@ -10,6 +10,112 @@ fn config_message(e: &Error) -> String {
         Error::Config(m) => m.clone(),
         other => panic!("expected a configuration error, got {other:?}"),
     }
+}
+
+/// The problems `check()` reports about one region.
+fn check_problems_about(region: &str) -> Vec<String> {
+    let problems = dogpile::check().err().map(|e| e.problems().to_vec()).unwrap_or_default();
+    problems.into_iter().filter(|p| p.contains(&format!("region `{region}`"))).collect()
+}
+
+// ----- 6. a local cached function and a module function share a key -----
+
+dogpile::region!(LOCAL, "defects_local", backend = MemoryBackend::new());
+
+mod report {
+    use dogpile::cached;
+
+    #[cached(region = "defects_local")]
+    pub(crate) fn load(id: u64) -> String {
+        format!("module {id}")
+    }
+}
+
+fn report() -> String {
+    #[cached(region = "defects_local")]
+    fn load(id: u64) -> String {
+        format!("local {id}")
+    }
+    load(1)
+}
+
+#[test]
+fn local_function_and_module_function_with_one_path_do_not_share_keys() {
+    assert_eq!(report::load(1), "module 1");
+    // Before: the local `load` got `test_defects_facade::report::load|1`
+    // too, and returned "module 1".
+    assert_eq!(report(), "local 1");
+    assert!(check_problems_about("defects_local").is_empty(), "{:?}", check_problems_about("defects_local"));
+}
+
+#[test]
+fn local_function_key_prefix_marks_the_enclosing_function() {
+    #[cached(region = "defects_local")]
+    fn scoped(id: u64) -> u64 {
+        id
+    }
+    assert_eq!(
+        scoped::key(3),
+        "test_defects_facade::local_function_key_prefix_marks_the_enclosing_function()::scoped|3"
+    );
+}
+
+dogpile::region!(NAMED, "defects_named", backend = MemoryBackend::new());
+
+mod named {
+    use dogpile::cached;
+
+    #[cached(region = "defects_named")]
+    pub(crate) fn f(id: u64) -> u64 {
+        id
+    }
+
+    // A `name` spelling out another function's path: their keys mix.
+    #[cached(region = "defects_named", name = "test_defects_facade::named::f")]
+    pub(crate) fn g(id: u64) -> u64 {
+        id + 1
+    }
+}
+
+#[test]
+fn check_reports_a_name_equal_to_another_functions_key_prefix() {
+    assert_eq!(named::f::key(1), named::g::key(1));
+    let problems = check_problems_about("defects_named");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("share the key prefix `test_defects_facade::named::f`"), "{problems:?}");
+}
+
+dogpile::region!(TWINS, "defects_twins", backend = MemoryBackend::new());
+
+/// Two cached functions in two blocks of one function: Rust names both
+/// `twins::load`, so they still share a prefix, and `check()` says so.
+fn twins() -> (String, String) {
+    let a = {
+        #[cached(region = "defects_twins")]
+        fn load(id: u64) -> String {
+            format!("a {id}")
+        }
+        load(1)
+    };
+    let b = {
+        #[cached(region = "defects_twins")]
+        fn load(id: u64) -> String {
+            format!("b {id}")
+        }
+        load(1)
+    };
+    (a, b)
+}
+
+#[test]
+fn check_message_about_shared_prefixes_describes_local_functions_correctly() {
+    let _ = twins();
+    let problems = check_problems_about("defects_twins");
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let p = &problems[0];
+    assert!(!p.contains("named by their module only"), "outdated wording: {p}");
+    assert!(p.contains("share the key prefix `test_defects_facade::twins()::load`"), "{p}");
+    assert!(p.contains("name = "), "says what to do: {p}");
 }
 
 // ----- 9. a zero weight unbounds the bounded backend; capacity = 0 -----

@@ -203,7 +203,8 @@ impl<'a> Gen<'a> {
                 let ident = &self.func.item.sig.ident;
                 quote!(.scoped(::core::any::type_name::<#ident>))
             }
-            _ => quote!(),
+            (Some(_), _) => quote!(.named()),
+            (None, Kind::Associated { .. }) => quote!(),
         };
         quote! {
             #[doc(hidden)]
