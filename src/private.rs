@@ -321,6 +321,17 @@ impl<T: CacheValue> Cacheable for T {}
 /// Fails to compile, at the return type, when the value cannot be cached.
 pub const fn assert_value<C: Cacheable>() {}
 
+/// `T` itself, through a projection: lets the expansion name a return
+/// type with tokens of one span (see `Gen::value_call` in the macro).
+pub trait Itself {
+    /// `T`.
+    type Type: ?Sized;
+}
+
+impl<T: ?Sized> Itself for T {
+    type Type = T;
+}
+
 /// The return types whose `Ok` alone is cached.
 #[diagnostic::on_unimplemented(
     message = "`#[cached]` treats a return type named `Result` as `core::result::Result`, but `{Self}` is not",

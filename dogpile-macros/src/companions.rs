@@ -98,6 +98,22 @@ pub(crate) fn generate(g: &Gen<'_>) -> TokenStream {
         Some(pr) => quote!(::core::option::Option::Some(#pr)),
         None => quote!(::core::option::Option::None),
     };
+    // Each body that needs the value type to be cacheable starts with the
+    // same assertion (see `Gen::value_call`).
+    let assert = g.assert_value();
+    let refresh_more = match (&func.output, func.is_async) {
+        (Output::Result, true) => 3,
+        (_, true) => 2,
+        (Output::Result, false) => 1,
+        (_, false) => 0,
+    };
+    let get_call = g.value_call(&get.to_string(), 0, quote!(#site, #exp, #tuple, #write));
+    let set_call = g.value_call(&set.to_string(), 0, quote!(#site, #exp, #value, #tuple, #write));
+    let refresh_call = g.value_call(
+        &refresh.to_string(),
+        refresh_more,
+        quote!(#site, #exp, #pred, #tuple, #write, move |#pattern| #original),
+    );
     let doc_key = format!("The cache key of `{fn_name}` for these arguments.");
     let doc_invalidate = format!("Deletes the cached value of `{fn_name}` for these arguments.");
     let doc_get = format!("The cached value of `{fn_name}` for these arguments, if one is stored and fresh.");
@@ -130,19 +146,22 @@ pub(crate) fn generate(g: &Gen<'_>) -> TokenStream {
         #(#cfgs)*
         #[doc = #doc_get]
         #vis #asyncness fn #get_fn #generics (#inputs) -> ::core::option::Option<#cached_ty> #where_clause {
-            #krate::__private::#get(#site, #exp, #tuple, #write) #dot_await
+            #assert
+            #get_call
         }
 
         #(#cfgs)*
         #[doc = #doc_set]
         #vis #asyncness fn #set_fn #generics (#receiver_tokens #value: #cached_ty, #(#idents: #types),*) #where_clause {
-            #krate::__private::#set(#site, #exp, #value, #tuple, #write) #dot_await
+            #assert
+            #set_call
         }
 
         #(#cfgs)*
         #[doc = #doc_refresh]
         #vis #asyncness fn #refresh_fn #generics (#inputs) -> #ret #where_clause {
-            #krate::__private::#refresh(#site, #exp, #pred, #tuple, #write, move |#pattern| #original) #dot_await
+            #assert
+            #refresh_call
         }
     };
 

@@ -11,7 +11,7 @@ use crate::attr::{self, ExpirationOpt, Options, RegionOpt};
 use crate::companions;
 use crate::ctx::Ctx;
 use dogpile_core_escape::escape;
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
@@ -216,6 +216,49 @@ impl<'a> Gen<'a> {
         }
     }
 
+    /// `assert_value::<T>();` at the return type: the one error a return
+    /// type that cannot be cached gets.
+    pub(crate) fn assert_value(&self) -> TokenStream {
+        let (span, krate, value) = self.value_at_return();
+        quote_spanned!(span=> #krate::__private::assert_value::<#value>();)
+    }
+
+    /// A call of the `__private` helper `name`, whose type parameters are
+    /// the arguments' type, the value type, then `after` more (inferred).
+    ///
+    /// A value type that cannot be cached breaks the `Cacheable` bound of
+    /// every helper the function and its companions call. Rustc drops an
+    /// error at the same span as an earlier one of the same body for the
+    /// same trait, and prints identical errors once: so each body starts
+    /// with [`assert_value`](Self::assert_value), and every token of the
+    /// helper's call that rustc may point at (the value type argument, or
+    /// the whole call) has the span of the assertion's, and the user sees
+    /// one error.
+    ///
+    /// An async helper is awaited here (its future's type carries the
+    /// bound too, and `.await` is where rustc reports it).
+    pub(crate) fn value_call(&self, name: &str, after: usize, args: TokenStream) -> TokenStream {
+        let (span, krate, value) = self.value_at_return();
+        let name = Ident::new(name, span);
+        let rest = (0..after).map(|_| quote_spanned!(span=> _));
+        let dot_await = self.func.is_async.then(|| quote_spanned!(span=> .await));
+        quote_spanned!(span=> #krate::__private::#name::<_, #value #(, #rest)*>(#args) #dot_await)
+    }
+
+    /// The span of the return type's first token, the crate path with that
+    /// span, and the value type as a projection whose first and last tokens
+    /// have it (so that its span is the same whatever the return type).
+    fn value_at_return(&self) -> (Span, TokenStream, TokenStream) {
+        let span = self.func.ret.span();
+        let krate = respan(self.krate.clone(), span);
+        let ret = &self.func.ret;
+        let value = match self.func.output {
+            Output::Result => quote_spanned!(span=> <#ret as #krate::__private::Fallible>::Ok),
+            _ => quote_spanned!(span=> <#ret as #krate::__private::Itself>::Type),
+        };
+        (span, krate, value)
+    }
+
     /// The `CreateOptions` builder (`fn() -> CreateOptions<C>`), if the
     /// function has an expiration or a should-cache rule.
     pub(crate) fn options_fn(&self) -> Option<TokenStream> {
@@ -301,7 +344,6 @@ fn expand(opts: &Options, func: &Func) -> TokenStream {
 
 /// The body of the cached function: one call into `__private`.
 pub(crate) fn call_body(g: &Gen<'_>, site: &TokenStream, original: &TokenStream) -> TokenStream {
-    let Gen { krate, .. } = g;
     let tuple = g.args_tuple();
     let pattern = g.args_pattern();
     let write = g.write_closure();
@@ -311,24 +353,36 @@ pub(crate) fn call_body(g: &Gen<'_>, site: &TokenStream, original: &TokenStream)
         Some(o) => quote!(::core::option::Option::Some(#o)),
         None => quote!(::core::option::Option::None),
     };
-    let ret_span = g.func.ret.span();
-    let cached_ty = &g.cached_ty;
-    let assert = quote_spanned!(ret_span=> #krate::__private::assert_value::<#cached_ty>(););
+    let assert = g.assert_value();
     let call = match (&g.func.output, g.func.is_async) {
-        (Output::Result, false) => quote!(#krate::__private::try_call(#site, #opt_arg, #tuple, #write, #create)),
-        (Output::Result, true) => {
-            quote!(#krate::__private::try_call_async(#site, #opt_arg, #tuple, #write, #create).await)
-        }
-        (_, true) => quote!(#krate::__private::call_async(#site, #opt_arg, #tuple, #write, #create).await),
+        (Output::Result, false) => g.value_call("try_call", 1, quote!(#site, #opt_arg, #tuple, #write, #create)),
+        (Output::Result, true) => g.value_call("try_call_async", 3, quote!(#site, #opt_arg, #tuple, #write, #create)),
+        (_, true) => g.value_call("call_async", 2, quote!(#site, #opt_arg, #tuple, #write, #create)),
         (_, false) => match options {
-            Some(o) => quote!(#krate::__private::call_with(#site, #o, #tuple, #write, #create)),
-            None => quote!(#krate::__private::call(#site, #tuple, #write, #create)),
+            Some(o) => g.value_call("call_with", 0, quote!(#site, #o, #tuple, #write, #create)),
+            None => g.value_call("call", 0, quote!(#site, #tuple, #write, #create)),
         },
     };
     quote! {
         #assert
         #call
     }
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(g) = &tree {
+                let mut group = Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                return TokenTree::Group(group);
+            }
+            tree.set_span(span);
+            tree
+        })
+        .collect()
 }
 
 #[cfg(test)]
