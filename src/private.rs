@@ -311,7 +311,7 @@ pub fn write_type_prefix<S: ?Sized>(out: &mut String, method: &str) {
 #[diagnostic::on_unimplemented(
     message = "the return value of a cached function must be cloneable, shareable between threads and serializable",
     label = "`{Self}` is not `Clone + Send + Sync + Serialize + DeserializeOwned + 'static`",
-    note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` for it, or cache an `Arc` of it"
+    note = "derive `Clone`, `serde::Serialize` and `serde::Deserialize` for it; to avoid copying a large value on every hit, return an `Arc` of it"
 )]
 pub trait Cacheable: CacheValue {}
 

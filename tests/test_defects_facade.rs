@@ -2,8 +2,8 @@
 //! after what broke, and failed before its fix.
 
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend};
-use dogpile::{Backend, BackendConfig, Error, Meta, RegionConfig, Value, cached};
-use std::sync::Arc;
+use dogpile::{Backend, BackendConfig, Error, Meta, Region, RegionConfig, Value, cached};
+use std::sync::{Arc, Mutex};
 
 fn config_message(e: &Error) -> String {
     match e {
@@ -160,6 +160,59 @@ fn zero_capacity_is_rejected_in_config() {
     let m = config_message(&err);
     assert!(m.contains("region `defects_zero_capacity_code`, field `capacity`"), "{m}");
     assert!(!ZERO_CODE.is_configured());
+}
+
+// ----- 11. Arc<T> values cannot be cached -----
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Report {
+    id: u64,
+    body: String,
+}
+
+#[test]
+fn arc_values_can_be_cached_and_memory_hits_share_the_allocation() {
+    let backends: [Arc<dyn Backend>; 2] =
+        [Arc::new(MemoryBackend::new()), Arc::new(BoundedMemoryBackend::with_capacity(100))];
+    for backend in backends {
+        let name = backend.name();
+        let region = Region::builder("defects_arc").backend_arc(backend).build();
+        let created = Arc::new(Report { id: 1, body: "large".repeat(1000) });
+        let handed = Arc::clone(&created);
+        let first: Arc<Report> = region.get_or_create("report:1", move || handed).unwrap();
+        let second: Arc<Report> = region.get_or_create("report:1", || unreachable!("cached")).unwrap();
+        let third: Arc<Report> = region.get("report:1").unwrap().expect("stored");
+        assert!(Arc::ptr_eq(&first, &created), "{name}: the creator's value is returned as is");
+        assert!(Arc::ptr_eq(&second, &created), "{name}: a hit shares the created allocation");
+        assert!(Arc::ptr_eq(&third, &created), "{name}");
+
+        let text: Arc<str> = region.get_or_create("text", || Arc::from("shared")).unwrap();
+        let again: Arc<str> = region.get_or_create("text", || unreachable!("cached")).unwrap();
+        assert!(Arc::ptr_eq(&text, &again), "{name}");
+    }
+}
+
+dogpile::region!(ARC_FN, "defects_arc_fn", backend = MemoryBackend::new());
+
+static CREATED: Mutex<Option<Arc<Report>>> = Mutex::new(None);
+
+#[cached(region = "defects_arc_fn")]
+fn arc_report(id: u64) -> Arc<Report> {
+    let report = Arc::new(Report { id, body: format!("report {id}") });
+    *CREATED.lock().unwrap() = Some(Arc::clone(&report));
+    report
+}
+
+#[test]
+fn arc_values_through_cached_share_the_allocation() {
+    let first = arc_report(7);
+    let second = arc_report(7);
+    let created = CREATED.lock().unwrap().clone().expect("the body ran");
+    assert!(Arc::ptr_eq(&first, &created));
+    assert!(Arc::ptr_eq(&second, &created), "a hit shares the created allocation");
+    let companion = arc_report::get(7).expect("stored");
+    assert!(Arc::ptr_eq(&companion, &created));
+    assert_eq!(ARC_FN.stats().unwrap().creations, 1);
 }
 
 // ----- 12. misleading error messages -----
