@@ -17,7 +17,7 @@
 //!   got the stale value.
 //!
 //! `scripts/bench` runs it after the memory benchmarks; alone:
-//! `cargo bench --bench async` (`DOGPILE_BENCH_QUICK=1` for short runs, a
+//! `cargo bench -p dogpile-benches --bench async` (`DOGPILE_BENCH_QUICK=1` for short runs, a
 //! filter such as `w3` for one workload). With `DOGPILE_BENCH_OUT` set, the
 //! tables also go to `$DOGPILE_BENCH_OUT/async.md`.
 
@@ -236,7 +236,10 @@ fn criterion_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("CRITERION_HOME") {
         return PathBuf::from(home);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    // Cargo runs benchmarks from their package's directory (benches/); the
+    // workspace's target directory is one level up.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")), PathBuf::from);
     target.join("criterion")
 }
 

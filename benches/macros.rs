@@ -17,7 +17,7 @@
 //! (ns per call) and the ratio to cached: on a busy machine this is the
 //! fairer comparison, since every contender sees the same noise.
 //!
-//! `cargo bench --bench macros` (add `-- --quick` for a short smoke run).
+//! `cargo bench -p dogpile-benches --bench macros` (add `-- --quick` for a short smoke run).
 //! `DOGPILE_MACROS_PROFILE=dogpile_cached` (or any contender's name, or
 //! `region_get_or_create`) runs only that contender's hit loop, 10 million
 //! calls (`DOGPILE_MACROS_CALLS` to change), for `perf stat -e

@@ -11,7 +11,7 @@
 //!   value that expired a moment ago; latency of the 63 non-creators.
 //!
 //! Run everything with `scripts/bench` (it also prints medians and ratios);
-//! `cargo bench --bench memory -- w1` runs one workload. Setting
+//! `cargo bench -p dogpile-benches --bench memory -- w1` runs one workload. Setting
 //! `DOGPILE_BENCH_PROFILE=w1` (or `w1:moka`, `w1:quick_cache-expiry`...)
 //! runs only that contender's W1 hit loop, for `perf record` or
 //! `valgrind --tool=callgrind`.

@@ -63,7 +63,7 @@ mod sessions {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cache.toml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/cache.toml");
     dogpile::configure_from_toml(&std::fs::read_to_string(path)?)?;
     // Every cached function names a declared region, every region is configured.
     dogpile::check()?;

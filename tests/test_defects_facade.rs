@@ -242,3 +242,36 @@ fn duplicate_toml_key_names_the_region_and_the_field() {
     assert!(m.contains("line 2"), "names the first one too: {m}");
     assert!(!TWICE.is_configured());
 }
+
+// ----- 14. the quickstart compiled the benchmarks' peers -----
+
+/// The dependencies Cargo.lock records for `package` (all kinds), or `None`
+/// when the workspace has no such package.
+fn locked_dependencies(package: &str) -> Option<Vec<&'static str>> {
+    let lock = include_str!("../Cargo.lock");
+    let block = lock.split("[[package]]").find(|b| b.lines().any(|l| l == format!("name = \"{package}\"")))?;
+    let Some(list) = block.split("dependencies = [").nth(1) else { return Some(Vec::new()) };
+    let list = list.split(']').next().unwrap_or_default();
+    Some(
+        list.lines()
+            .filter_map(|l| l.trim().trim_matches(|c| c == '"' || c == ',').split(' ').next())
+            .filter(|d| !d.is_empty())
+            .collect(),
+    )
+}
+
+#[test]
+fn quickstart_example_builds_no_test_or_benchmark_dependency() {
+    // Examples build their package's dev-dependencies: they live in a
+    // package that depends on the library alone.
+    let examples = locked_dependencies("dogpile-examples").expect("the examples have a package of their own");
+    assert_eq!(examples, ["dogpile", "serde"]);
+    let facade = locked_dependencies("dogpile").expect("the facade");
+    for peer in ["criterion", "moka", "cached", "quick_cache"] {
+        assert!(!facade.contains(&peer), "the facade depends on {peer}: {facade:?}");
+    }
+    let benches = locked_dependencies("dogpile-benches").expect("the benchmarks have a package of their own");
+    for peer in ["criterion", "moka", "cached", "quick_cache", "dogpile"] {
+        assert!(benches.contains(&peer), "the benchmarks lack {peer}: {benches:?}");
+    }
+}

@@ -160,7 +160,8 @@ pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Duration {
 }
 
 /// Whether the binary runs as a benchmark (`cargo bench`) rather than as a
-/// quick smoke test (`cargo test --benches`).
+/// quick smoke test (`cargo test -p dogpile-benches`, which `cargo test
+/// --workspace` includes).
 pub(crate) fn bench_mode() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
