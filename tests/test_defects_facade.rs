@@ -275,3 +275,28 @@ fn quickstart_example_builds_no_test_or_benchmark_dependency() {
         assert!(benches.contains(&peer), "the benchmarks lack {peer}: {benches:?}");
     }
 }
+
+// ----- 15. the README described backends that do not exist -----
+
+#[test]
+fn readme_describes_only_backends_that_exist() {
+    let readme = include_str!("../README.md");
+    let section = readme.split("## Backends").nth(1).expect("a Backends section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    for planned in ["redis", "memcached", "file"] {
+        assert!(!section.to_lowercase().contains(planned), "the README describes a {planned} backend:\n{section}");
+    }
+    for (backend, config_name) in
+        [("MemoryBackend", "memory"), ("BoundedMemoryBackend", "bounded_memory"), ("NullBackend", "null")]
+    {
+        assert!(section.contains(&format!("`{backend}`")), "{backend} missing:\n{section}");
+        assert!(section.contains(&format!("`{config_name}`")), "config name {config_name} missing:\n{section}");
+    }
+    // Every configuration name the README gives is one the config accepts.
+    for json in
+        [r#"{"backend": "memory"}"#, r#"{"backend": "bounded_memory", "capacity": 10}"#, r#"{"backend": "null"}"#]
+    {
+        let parsed: Result<RegionConfig, _> = serde_json::from_str(json);
+        assert!(parsed.is_ok(), "{json}: {parsed:?}");
+    }
+}
