@@ -243,7 +243,7 @@ mod tests {
     }
 
     fn toml_error(text: &str) -> String {
-        from_toml(text).err().expect("a syntax error")
+        from_toml(text).expect_err("a syntax error")
     }
 
     #[test]
