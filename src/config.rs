@@ -88,6 +88,9 @@ impl BackendConfig {
 /// lock_timeout = "30s"        # optional: lifetime of a distributed lock
 /// storage_grace = "10m"       # optional: how long the backend keeps a value past expiry
 /// codec = "postcard"          # optional: postcard | json (byte backends)
+/// value_version = 2           # optional: values written under another version are misses (byte backends)
+/// max_value_size = 1_048_576  # optional: the largest encoded value in bytes (byte backends; default 32 MiB)
+/// clock_skew_tolerance = "1s" # optional: how far ahead of our clock a creation time may be
 /// replace = false             # optional: true to replace a region configured before
 /// ```
 ///
@@ -123,6 +126,15 @@ pub struct RegionConfig {
     pub storage_grace: Option<Duration>,
     /// The codec of byte backends.
     pub codec: Option<Codec>,
+    /// The version written with values in byte backends (see
+    /// [`RegionBuilder::value_version`](dogpile_core::RegionBuilder::value_version)).
+    pub value_version: Option<u32>,
+    /// The largest encoded value in bytes (see
+    /// [`RegionBuilder::max_value_size`](dogpile_core::RegionBuilder::max_value_size)).
+    pub max_value_size: Option<usize>,
+    /// How far ahead of the clock a creation time may be (see
+    /// [`RegionBuilder::clock_skew_tolerance`](dogpile_core::RegionBuilder::clock_skew_tolerance)).
+    pub clock_skew_tolerance: Option<Duration>,
 }
 
 impl RegionConfig {
@@ -186,6 +198,15 @@ impl RegionConfig {
         }
         if let Some(v) = self.codec {
             builder = builder.codec(v);
+        }
+        if let Some(v) = self.value_version {
+            builder = builder.value_version(v);
+        }
+        if let Some(v) = self.max_value_size {
+            builder = builder.max_value_size(v);
+        }
+        if let Some(v) = self.clock_skew_tolerance {
+            builder = builder.clock_skew_tolerance(v);
         }
         Ok(builder.build())
     }
@@ -347,6 +368,9 @@ pub(crate) const FIELDS: &[&str] = &[
     "lock_timeout",
     "storage_grace",
     "codec",
+    "value_version",
+    "max_value_size",
+    "clock_skew_tolerance",
 ];
 
 /// Deserializes the value of one field into a [`Partial`].
@@ -387,6 +411,17 @@ impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
                     }
                 });
             }
+            "value_version" => p.config.value_version = Some(u32::deserialize(d)?),
+            "max_value_size" => {
+                let bytes = usize::deserialize(d)?;
+                if bytes == 0 {
+                    return Err(de::Error::custom(
+                        "max_value_size 0 would store nothing: give a size in bytes of at least 1",
+                    ));
+                }
+                p.config.max_value_size = Some(bytes);
+            }
+            "clock_skew_tolerance" => p.config.clock_skew_tolerance = Some(parse::DurationValue::deserialize(d)?.0),
             other => return Err(de::Error::unknown_field(other, FIELDS)),
         }
         Ok(())

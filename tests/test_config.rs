@@ -39,6 +39,9 @@ fn toml_configures_every_listed_region() {
         lock_timeout = "10s"
         storage_grace = "1m"
         codec = "json"
+        value_version = 3
+        max_value_size = 1_000_000
+        clock_skew_tolerance = "2s"
         "#,
     )
     .unwrap();
@@ -124,6 +127,10 @@ fn malformed_toml_names_region_field_and_line() {
         (
             "[regions.config_delta]\nbackend = \"memory\"\ncodec = \"xml\"\n",
             "field `codec` (line 3): unknown codec `xml`",
+        ),
+        (
+            "[regions.config_delta]\nbackend = \"memory\"\nmax_value_size = 0\n",
+            "field `max_value_size` (line 3): max_value_size 0 would store nothing",
         ),
         ("[cache]\nx = 1\n", "unknown top-level key `cache` (line 1); region settings go in [regions.<name>] tables"),
         ("[regions]\nconfig_delta = 5\n", "region `config_delta`: expected a table of settings"),
