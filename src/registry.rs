@@ -99,6 +99,24 @@ impl Slot {
         Some(region)
     }
 
+    /// For a region that would be set up from its declaration's defaults,
+    /// sets it up now and returns the panic message if building the default
+    /// backend or expiration panicked ([`check`] reports it at start-up
+    /// instead of the first call panicking).
+    fn defaults_panic(&self) -> Option<String> {
+        if self.current.load().is_some() || !self.has_default_backend() {
+            return None;
+        }
+        let payload = std::panic::catch_unwind(|| self.apply_defaults()).err()?;
+        Some(
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(a panic without a message)".to_owned()),
+        )
+    }
+
     pub(crate) fn default_backend(&self) -> Option<Arc<dyn dogpile_core::Backend>> {
         self.decls.iter().find_map(|d| d.defaults.backend).map(|make| make())
     }
@@ -362,6 +380,14 @@ pub fn check() -> Result<(), CheckError> {
                 p.push_str(&format!("; used by {}", users.join(", ")));
             }
             problems.push(p);
+        }
+        if let Some(message) = slot.defaults_panic() {
+            let decl = slot.decls.iter().find(|d| d.defaults.backend.is_some()).unwrap_or(&slot.decls[0]);
+            problems.push(format!(
+                "region `{}` (declared at {}:{}): building its default backend or expiration panicked: {message}; \
+                 fix the `region!` options or configure the region by name",
+                slot.name, decl.file, decl.line
+            ));
         }
         let with_defaults: Vec<_> = slot.decls.iter().filter(|d| d.defaults.backend.is_some()).collect();
         if with_defaults.len() > 1 {
