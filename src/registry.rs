@@ -308,6 +308,11 @@ pub fn cached_functions() -> Vec<FunctionInfo> {
 /// (unless given the same `name` on purpose). All problems are reported at
 /// once.
 ///
+/// A region declared with a default backend and not configured otherwise is
+/// set up here, as its first use would do, so that a default backend (or
+/// expiration) that panics when built is reported here rather than by the
+/// first call.
+///
 /// ```
 /// dogpile::region!(ITEMS, "doc_check_items", backend = dogpile::backends::MemoryBackend::new());
 ///
