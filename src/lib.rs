@@ -65,10 +65,16 @@
 //! ```
 
 pub use dogpile_core::{
-    AsyncBackend, AsyncDistributedLock, Backend, BackendError, BoxFuture, CacheValue, Clock, Codec, CreateOptions,
-    DistributedLock, Entry, Error, Expiration, FORMAT_VERSION, Invalidation, Job, KeyLimits, KeyMangler, LockToken,
-    Meta, MockClock, Region, RegionBuilder, Runner, Stats, SystemClock, ThreadRunner, TryCreateError, Value, ValueKind,
+    Backend, BackendError, CacheValue, Clock, Codec, CreateOptions, Entry, Error, Expiration, FORMAT_VERSION,
+    Invalidation, Job, KeyMangler, MockClock, Region, RegionBuilder, Runner, Stats, SystemClock, ThreadRunner,
+    TryCreateError, Value, ValueKind,
 };
+
+/// The backend-author API: the traits a storage backend implements (see
+/// [`backend::Backend`]) and what they exchange with the region.
+pub mod backend {
+    pub use dogpile_core::backend::*;
+}
 
 pub use dogpile_core::{CacheKey, write_key_seq, write_key_str};
 

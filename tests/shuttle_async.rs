@@ -41,6 +41,16 @@ impl Backend for YieldingBackend {
     fn value_kind(&self) -> ValueKind {
         self.inner.value_kind()
     }
+    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+        Some(self)
+    }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for YieldingBackend {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         self.inner.get(key)
     }
@@ -49,9 +59,6 @@ impl Backend for YieldingBackend {
     }
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         self.inner.delete(key)
-    }
-    fn as_async(&self) -> Option<&dyn AsyncBackend> {
-        Some(self)
     }
 }
 

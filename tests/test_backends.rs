@@ -33,6 +33,13 @@ impl Backend for ByteBackendOwned {
     fn value_kind(&self) -> dogpile::ValueKind {
         self.0.value_kind()
     }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for ByteBackendOwned {
     fn get(&self, key: &str) -> Result<Option<dogpile::Value>, dogpile::BackendError> {
         self.0.get(key)
     }

@@ -65,6 +65,19 @@ impl Backend for Handle {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Bytes
     }
+    fn distributed_lock(&self) -> Option<&dyn DistributedLock> {
+        Some(self)
+    }
+    fn key_limits(&self) -> Option<KeyLimits> {
+        self.1
+    }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for Handle {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         self.check(key)?;
         Ok(lock(&self.0.values).get(key).cloned())
@@ -78,12 +91,6 @@ impl Backend for Handle {
         self.check(key)?;
         lock(&self.0.values).remove(key);
         Ok(())
-    }
-    fn distributed_lock(&self) -> Option<&dyn DistributedLock> {
-        Some(self)
-    }
-    fn key_limits(&self) -> Option<KeyLimits> {
-        self.1
     }
 }
 

@@ -225,6 +225,19 @@ impl Backend for DropsLastSlot {
     fn value_kind(&self) -> ValueKind {
         self.inner.value_kind()
     }
+    fn never_blocks(&self) -> bool {
+        true
+    }
+    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+        self.with_async.then_some(self as &dyn AsyncBackend)
+    }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for DropsLastSlot {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         self.inner.get(key)
     }
@@ -238,12 +251,6 @@ impl Backend for DropsLastSlot {
         let mut slots = self.inner.get_multi(keys)?;
         slots.pop();
         Ok(slots)
-    }
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
-    fn as_async(&self) -> Option<&dyn AsyncBackend> {
-        self.with_async.then_some(self as &dyn AsyncBackend)
     }
 }
 

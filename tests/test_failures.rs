@@ -227,6 +227,13 @@ impl Backend for Failing {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Object
     }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for Failing {
     fn get(&self, _: &str) -> Result<Option<Value>, BackendError> {
         if self.reads { Err(BackendError::new("failing", "read refused")) } else { Ok(None) }
     }

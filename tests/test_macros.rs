@@ -401,6 +401,13 @@ impl dogpile::Backend for Down {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Object
     }
+    fn blocking(&self) -> Option<&dyn dogpile::backend::BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl dogpile::backend::BlockingBackend for Down {
     fn get(&self, _: &str) -> Result<Option<Value>, BackendError> {
         Err(BackendError::new("down", "connection refused"))
     }

@@ -53,6 +53,16 @@ impl Backend for LandsOnAcquire {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Object
     }
+    fn distributed_lock(&self) -> Option<&dyn DistributedLock> {
+        Some(self)
+    }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for LandsOnAcquire {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         Ok(lock(&self.map).get(key).cloned())
     }
@@ -63,9 +73,6 @@ impl Backend for LandsOnAcquire {
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         lock(&self.map).remove(key);
         Ok(())
-    }
-    fn distributed_lock(&self) -> Option<&dyn DistributedLock> {
-        Some(self)
     }
 }
 
@@ -298,6 +305,16 @@ impl Backend for AsyncOnly {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Object
     }
+    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+        Some(self)
+    }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for AsyncOnly {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         Ok(lock(&self.map).get(key).cloned())
     }
@@ -308,9 +325,6 @@ impl Backend for AsyncOnly {
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         lock(&self.map).remove(key);
         Ok(())
-    }
-    fn as_async(&self) -> Option<&dyn AsyncBackend> {
-        Some(self)
     }
 }
 

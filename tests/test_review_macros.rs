@@ -54,6 +54,16 @@ impl Backend for Shared {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Object
     }
+    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+        Some(self)
+    }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for Shared {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         self.0.sync_reads.fetch_add(1, Ordering::SeqCst);
         Ok(self.0.read(key))
@@ -65,9 +75,6 @@ impl Backend for Shared {
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         lock(&self.0.map).remove(key);
         Ok(())
-    }
-    fn as_async(&self) -> Option<&dyn AsyncBackend> {
-        Some(self)
     }
 }
 

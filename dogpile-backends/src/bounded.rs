@@ -7,7 +7,7 @@
 //! frequently used keys under scans. The region does expiry itself, so
 //! moka's TTL machinery would be unused weight.
 
-use dogpile_core::{Backend, BackendError, Value, ValueKind};
+use dogpile_core::backend::{Backend, BackendError, BlockingBackend, Value, ValueKind};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use std::fmt;
@@ -149,6 +149,17 @@ impl Backend for BoundedMemoryBackend {
         ValueKind::Object
     }
 
+    fn never_blocks(&self) -> bool {
+        true
+    }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for BoundedMemoryBackend {
+
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         Ok(self.cache.get(key))
     }
@@ -161,9 +172,5 @@ impl Backend for BoundedMemoryBackend {
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         self.cache.remove(key);
         Ok(())
-    }
-
-    fn is_non_blocking(&self) -> bool {
-        true
     }
 }

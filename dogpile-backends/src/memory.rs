@@ -1,6 +1,6 @@
 //! The unbounded in-process backend.
 
-use dogpile_core::{Backend, BackendError, ObjectMap, Value, ValueKind};
+use dogpile_core::backend::{Backend, BackendError, BlockingBackend, ObjectMap, Value, ValueKind};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +65,21 @@ impl Backend for MemoryBackend {
         ValueKind::Object
     }
 
+    fn never_blocks(&self) -> bool {
+        true
+    }
+
+    fn object_map(&self) -> Option<Arc<ObjectMap>> {
+        Some(self.map.clone())
+    }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for MemoryBackend {
+
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         Ok(self.map.get(key))
     }
@@ -82,13 +97,5 @@ impl Backend for MemoryBackend {
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         self.map.remove(key);
         Ok(())
-    }
-
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
-
-    fn object_map(&self) -> Option<Arc<ObjectMap>> {
-        Some(self.map.clone())
     }
 }

@@ -1,6 +1,6 @@
 //! A backend that stores nothing.
 
-use dogpile_core::{Backend, BackendError, Value, ValueKind};
+use dogpile_core::backend::{Backend, BackendError, BlockingBackend, Value, ValueKind};
 use std::time::Duration;
 
 /// Stores nothing: every `get_or_create` calls its creator. For tests and
@@ -26,6 +26,16 @@ impl Backend for NullBackend {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Object
     }
+    fn never_blocks(&self) -> bool {
+        true
+    }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for NullBackend {
     fn get(&self, _key: &str) -> Result<Option<Value>, BackendError> {
         Ok(None)
     }
@@ -34,8 +44,5 @@ impl Backend for NullBackend {
     }
     fn delete(&self, _key: &str) -> Result<(), BackendError> {
         Ok(())
-    }
-    fn is_non_blocking(&self) -> bool {
-        true
     }
 }

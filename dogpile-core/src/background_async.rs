@@ -1,6 +1,6 @@
 //! Background regeneration on tokio (feature `tokio`).
 
-use crate::create::{Held, PanicCounter};
+use crate::held::{Held, PanicCounter};
 use crate::error::{Error, TryCreateError};
 use crate::lock::run_marked;
 use crate::options::{CreateOptions, Expiration};
@@ -71,10 +71,9 @@ impl Region {
             Ok(Err(first)) => first,
             Err(e) => return Err(e),
         };
-        self.engine_async(key, opts, creator, Ok::<T, Infallible>, Some(&mut spawn), first).await.map_err(|e| match e {
-            TryCreateError::Cache(e) => e,
-            TryCreateError::Creator(never) => match never {},
-        })
+        self.engine_async(key, opts, creator, Ok::<T, Infallible>, Some(&mut spawn), first)
+            .await
+            .map_err(TryCreateError::into_cache)
     }
 
     async fn regenerate_detached<T, F, Fut>(
@@ -91,17 +90,16 @@ impl Region {
     {
         let start = self.creation_start();
         let counter = PanicCounter(&self);
-        let value = run_marked(&[&held._local], creator).await;
+        let value = run_marked(&[&held.local], creator).await;
         std::mem::forget(counter);
         self.count(Counter::Creations);
         if opts.accepts(&value) {
             let meta = self.stamp(Some(start));
-            self.store_created_async(&skey, &value, meta, exp).await;
+            match self.async_io() {
+                Ok(io) => self.store_created_async(&io, &skey, &value, meta, exp).await,
+                Err(e) => tracing::warn!(region = %self.inner.name, error = %e, "regenerated value not stored"),
+            }
         }
-        let Held { _local: local, _dist: dist } = held;
-        if let Some(dist) = dist {
-            dist.release_async().await;
-        }
-        drop(local);
+        held.release_async().await;
     }
 }

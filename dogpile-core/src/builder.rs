@@ -1,6 +1,6 @@
 //! Building a region.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BlockingBackend};
 use crate::clock::{Clock, RegionClock};
 use crate::codec::Codec;
 use crate::invalidation::Invalidations;
@@ -21,16 +21,8 @@ pub type KeyMangler = Arc<dyn Fn(&str) -> String + Send + Sync>;
 /// ```
 /// use std::time::Duration;
 /// use dogpile_core::{Region, NoBackendYet};
-/// # #[derive(Debug)] struct Mem;
-/// # impl dogpile_core::Backend for Mem {
-/// #   fn name(&self) -> &'static str { "mem" }
-/// #   fn value_kind(&self) -> dogpile_core::ValueKind { dogpile_core::ValueKind::Object }
-/// #   fn get(&self, _: &str) -> Result<Option<dogpile_core::Value>, dogpile_core::BackendError> { Ok(None) }
-/// #   fn set(&self, _: &str, _: dogpile_core::Value, _: Option<Duration>) -> Result<(), dogpile_core::BackendError> { Ok(()) }
-/// #   fn delete(&self, _: &str) -> Result<(), dogpile_core::BackendError> { Ok(()) }
-/// # }
 /// let region = Region::builder("users")
-///     .backend(Mem)
+///     .backend(NoBackendYet)
 ///     .expiration(Duration::from_secs(60))
 ///     .build();
 /// assert_eq!(region.name(), "users");
@@ -48,6 +40,8 @@ pub struct RegionBuilder {
     early_refresh: Option<f64>,
     stale_if_error: bool,
     lock_timeout: Duration,
+    keep_alive: Option<Duration>,
+    invalidation_refresh: Duration,
     storage_grace: Option<Duration>,
     clock_skew_tolerance: Duration,
     value_version: u32,
@@ -66,6 +60,15 @@ impl Backend for NoBackendYet {
     fn value_kind(&self) -> crate::ValueKind {
         crate::ValueKind::Object
     }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+    fn never_blocks(&self) -> bool {
+        true
+    }
+}
+
+impl BlockingBackend for NoBackendYet {
     fn get(&self, _: &str) -> Result<Option<crate::Value>, crate::BackendError> {
         Ok(None)
     }
@@ -74,9 +77,6 @@ impl Backend for NoBackendYet {
     }
     fn delete(&self, _: &str) -> Result<(), crate::BackendError> {
         Ok(())
-    }
-    fn is_non_blocking(&self) -> bool {
-        true
     }
 }
 
@@ -96,6 +96,8 @@ impl RegionBuilder {
             early_refresh: None,
             stale_if_error: false,
             lock_timeout: Duration::from_secs(30),
+            keep_alive: None,
+            invalidation_refresh: Duration::from_secs(1),
             storage_grace: None,
             clock_skew_tolerance: Duration::from_secs(1),
             value_version: 0,
@@ -165,10 +167,27 @@ impl RegionBuilder {
         self
     }
 
-    /// How long a distributed lock lives before it expires on its own if its
-    /// owner dies. Default: 30 s.
+    /// How long a lease (the creation lock on a backend shared between
+    /// processes) lives before it expires on its own if its owner dies.
+    /// Default: 30 s.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
+        self
+    }
+
+    /// How often the region's keeper extends a lease while its creator
+    /// runs (leases that need keep-alive only). It must be shorter than
+    /// [`lock_timeout`](Self::lock_timeout). Default: a third of it.
+    pub fn lease_keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = Some(interval);
+        self
+    }
+
+    /// On a backend that shares invalidations between processes, how often
+    /// the region reads the invalidation another process stored (at most
+    /// one read per interval, by whichever call comes first). Default: 1 s.
+    pub fn invalidation_refresh(mut self, interval: Duration) -> Self {
+        self.invalidation_refresh = interval;
         self
     }
 
@@ -211,13 +230,49 @@ impl RegionBuilder {
     }
 
     /// Builds the region.
+    ///
+    /// # Panics
+    /// On a configuration that [`try_build`](Self::try_build) refuses (the
+    /// message says why).
     pub fn build(self) -> Region {
+        self.try_build().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Builds the region, or says what is wrong with its configuration: a
+    /// backend with neither a blocking nor an async interface, or a lease
+    /// keep-alive interval not shorter than the lease time-to-live.
+    pub fn try_build(self) -> Result<Region, crate::Error> {
         let backend = self.backend.unwrap_or_else(|| Arc::new(NoBackendYet));
+        let name = self.name;
+        let bad = |message: String| Err(crate::Error::Config(format!("region `{name}`: {message}")));
+        if backend.blocking().is_none() && backend.nonblocking().is_none() {
+            return bad(format!("the `{}` backend has neither a blocking nor an async interface", backend.name()));
+        }
+        if self.lock_timeout.is_zero() {
+            return bad("lock_timeout must be longer than zero".into());
+        }
+        let keep_alive = self.keep_alive.unwrap_or_else(|| crate::keeper::default_interval(self.lock_timeout));
+        if keep_alive.is_zero() || keep_alive >= self.lock_timeout {
+            return bad(format!(
+                "the lease keep-alive interval ({keep_alive:?}) must be longer than zero and shorter than \
+                 lock_timeout ({:?}), or leases expire while their creators run",
+                self.lock_timeout
+            ));
+        }
+        let shared_invalidation = backend.shares_invalidation().then(|| crate::region::SharedInvalidation {
+            every: crate::clock::duration_nanos(self.invalidation_refresh),
+            next: std::sync::atomic::AtomicU64::new(0),
+        });
         let key_limits = backend.key_limits();
-        Region {
+        Ok(Region {
             inner: Arc::new(Inner {
-                name: self.name,
+                name,
                 fast_map: backend.object_map(),
+                leases: backend.issues_leases(),
+                reads_in_process: backend.never_blocks()
+                    && backend.blocking().is_some()
+                    && backend.nonblocking().is_none(),
+                shared_invalidation,
                 backend,
                 expiration: self.expiration,
                 clock: self.clock,
@@ -234,8 +289,10 @@ impl RegionBuilder {
                 early_refresh: self.early_refresh,
                 stale_if_error: self.stale_if_error,
                 lock_timeout: self.lock_timeout,
+                keep_alive,
+                keeper: crate::keeper::Keeper::default(),
                 storage_grace: self.storage_grace,
             }),
-        }
+        })
     }
 }

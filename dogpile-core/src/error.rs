@@ -87,6 +87,11 @@ pub enum Error {
         /// The key (as stored, after the key mangler).
         key: String,
     },
+    /// The call cannot be made on this region's backend: the blocking API
+    /// on a backend with only an async interface, or the async API on a
+    /// backend whose blocking calls would block the executor (without the
+    /// `tokio` feature). The message says which and what to do.
+    Unsupported(String),
 }
 
 impl fmt::Display for Error {
@@ -108,6 +113,7 @@ impl fmt::Display for Error {
             ),
             Error::Config(message) => write!(f, "cache configuration error: {message}"),
             Error::Runner(message) => write!(f, "background regeneration failed to start: {message}"),
+            Error::Unsupported(message) => write!(f, "{message}"),
             Error::Reentrant { key } => write!(
                 f,
                 "the creator of key `{key}` asked the cache for the same key from inside its own run; \
@@ -157,6 +163,16 @@ impl<E: std::error::Error + 'static> std::error::Error for TryCreateError<E> {
         match self {
             TryCreateError::Creator(e) => Some(e),
             TryCreateError::Cache(e) => Some(e),
+        }
+    }
+}
+
+impl TryCreateError<std::convert::Infallible> {
+    /// The cache's error of a call whose creator cannot fail.
+    pub(crate) fn into_cache(self) -> Error {
+        match self {
+            TryCreateError::Cache(e) => e,
+            TryCreateError::Creator(never) => match never {},
         }
     }
 }

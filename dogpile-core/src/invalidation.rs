@@ -103,6 +103,21 @@ impl Invalidations {
         at
     }
 
+    /// The packed last invalidation, as shared through a backend (see the
+    /// module docs for the layout; 0 when never invalidated).
+    pub(crate) fn word(&self) -> u64 {
+        self.last.load(Ordering::Acquire)
+    }
+
+    /// Adopts an invalidation recorded elsewhere (another process, through
+    /// the backend) if it is later than ours. Words of unknown layout (the
+    /// set bit clear) are ignored.
+    pub(crate) fn merge(&self, word: u64) {
+        if word & SET != 0 && word > self.last.load(Ordering::Acquire) {
+            self.last.fetch_max(word, Ordering::AcqRel);
+        }
+    }
+
     /// Notes a creation time stamped or read by this region, so that a later
     /// invalidation covers it even if our clock reads earlier.
     #[inline]

@@ -1,13 +1,14 @@
 //! The region: a named cache with a backend, an expiration and a lock per
-//! key. This file holds the plain reads and writes; the dogpile lock's
-//! creation paths are in `create.rs` (blocking), `create_async.rs` and
-//! `multi.rs`.
+//! key. This file holds the type, what it is configured with, and how it
+//! judges, encodes and decodes values; its API is in `blocking.rs` and
+//! `nonblocking.rs` (both driving the lock flow of `flow.rs`), the
+//! multi-key planning in `multi.rs`.
 
 use crate::backend::Backend;
 use crate::builder::{KeyMangler, RegionBuilder};
 use crate::clock::{RegionClock, duration_nanos, from_nanos};
 use crate::codec::Codec;
-use crate::decision::Found;
+use crate::flow::Found;
 use crate::envelope::{self, Identity};
 use crate::error::{BackendError, Error};
 use crate::invalidation::{Invalidations, Verdict};
@@ -46,7 +47,7 @@ pub(crate) struct Inner {
     pub(crate) backend: Arc<dyn Backend>,
     /// The backend's own map when it is an in-process map: hits read it
     /// directly.
-    pub(crate) fast_map: Option<Arc<crate::ObjectMap>>,
+    pub(crate) fast_map: Option<Arc<crate::backend::ObjectMap>>,
     pub(crate) expiration: Expiration,
     pub(crate) clock: RegionClock,
     pub(crate) codec: Codec,
@@ -63,12 +64,31 @@ pub(crate) struct Inner {
     pub(crate) max_value_size: usize,
     pub(crate) key_mangler: Option<KeyMangler>,
     /// The backend's key limits, applied after the mangler.
-    pub(crate) key_limits: Option<crate::KeyLimits>,
+    pub(crate) key_limits: Option<crate::backend::KeyLimits>,
     pub(crate) runner: Arc<dyn Runner>,
     pub(crate) early_refresh: Option<f64>,
     pub(crate) stale_if_error: bool,
+    /// The lease time-to-live on backends shared between processes.
     pub(crate) lock_timeout: Duration,
+    /// How often the keeper extends a lease.
+    pub(crate) keep_alive: Duration,
+    pub(crate) keeper: crate::keeper::Keeper,
+    /// The backend issues leases.
+    pub(crate) leases: bool,
+    /// The backend never blocks and has no async interface: async calls
+    /// read it before building their future (the hit path).
+    pub(crate) reads_in_process: bool,
+    /// Set when the backend shares invalidations between processes.
+    pub(crate) shared_invalidation: Option<SharedInvalidation>,
     pub(crate) storage_grace: Option<Duration>,
+}
+
+/// When to read the invalidation another process may have stored.
+pub(crate) struct SharedInvalidation {
+    /// The refresh interval, in ns.
+    pub(crate) every: u64,
+    /// The coarse clock time of the next refresh.
+    pub(crate) next: std::sync::atomic::AtomicU64,
 }
 
 /// A value read with its metadata ([`Region::get_entry`]).
@@ -91,16 +111,6 @@ pub(crate) enum Lookup<T> {
     /// Usable but expired (or picked for early refresh).
     Expired(T),
     Absent,
-}
-
-impl<T> Lookup<T> {
-    pub(crate) fn found(&self) -> Found {
-        match self {
-            Lookup::Fresh(_) => Found::Fresh,
-            Lookup::Expired(_) => Found::Expired,
-            Lookup::Absent => Found::Absent,
-        }
-    }
 }
 
 impl Region {
@@ -129,20 +139,6 @@ impl Region {
         self.inner.stats.snapshot()
     }
 
-    /// Reads a fresh value: `None` if absent, expired, invalidated, or not
-    /// decodable as `T`.
-    pub fn get<T: CacheValue>(&self, key: &str) -> Result<Option<T>, Error> {
-        self.get_with(key, self.inner.expiration)
-    }
-
-    /// Like [`get`](Self::get), judging freshness by `expiration` instead of
-    /// the region's (for values stored with a per-call expiration).
-    pub fn get_with<T: CacheValue>(&self, key: &str, expiration: impl Into<Expiration>) -> Result<Option<T>, Error> {
-        let skey = self.storage_key(key);
-        let found = self.lookup::<T>(&skey, expiration.into(), false)?;
-        Ok(self.count_get(found))
-    }
-
     pub(crate) fn count_get<T>(&self, found: Lookup<T>) -> Option<T> {
         match found {
             Lookup::Fresh(v) => {
@@ -156,14 +152,12 @@ impl Region {
         }
     }
 
-    /// Reads a value with its metadata, expired or not (hard-invalidated
-    /// values are `None`).
-    pub fn get_entry<T: CacheValue>(&self, key: &str) -> Result<Option<Entry<T>>, Error> {
-        let skey = self.storage_key(key);
+    /// A value with its metadata, expired or not (see [`get_entry`](Self::get_entry)).
+    pub(crate) fn entry_of<T: CacheValue>(&self, skey: &str) -> Result<Option<Entry<T>>, Error> {
         let now = self.inner.clock.now();
         let mut out = None;
-        self.peek(&skey, &mut |value| {
-            if let Some((v, meta)) = self.decode::<T>(&skey, value) {
+        self.peek(skey, &mut |value| {
+            if let Some((v, meta)) = self.decode::<T>(skey, value) {
                 let found = self.judge(&meta, now, self.inner.expiration, false);
                 if found != Found::Absent {
                     out = Some(Entry {
@@ -178,27 +172,6 @@ impl Region {
         Ok(out)
     }
 
-    /// Stores `value` under `key`, created now.
-    pub fn set<T: CacheValue>(&self, key: &str, value: T) -> Result<(), Error> {
-        self.set_with(key, value, self.inner.expiration)
-    }
-
-    /// Like [`set`](Self::set), for a value judged by `expiration` rather
-    /// than the region's: the backend keeps it as long as that expiration
-    /// needs (plus the storage grace).
-    pub fn set_with<T: CacheValue>(&self, key: &str, value: T, expiration: impl Into<Expiration>) -> Result<(), Error> {
-        let skey = self.storage_key(key);
-        let stored = self.encode(&skey, &value, self.stamp(None))?;
-        let ttl = self.storage_ttl(expiration.into());
-        self.backend_call(self.inner.backend.set(&skey, stored, ttl))
-    }
-
-    /// Deletes `key`; deleting a missing key is not an error.
-    pub fn delete(&self, key: &str) -> Result<(), Error> {
-        let skey = self.storage_key(key);
-        self.backend_call(self.inner.backend.delete(&skey))
-    }
-
     /// Invalidates every value created before now, in this region object and
     /// its clones. [`Invalidation::Hard`]: they are misses;
     /// [`Invalidation::Soft`]: they count as expired. The last call decides.
@@ -209,8 +182,85 @@ impl Region {
     /// invalidation), so the next caller creates again. "Now" is the later of
     /// the clock and every creation time this region has stamped or read, so
     /// a clock that stepped back does not leave newer-stamped values valid.
+    ///
+    /// On a backend that shares invalidations
+    /// ([`Backend::shares_invalidation`](crate::backend::Backend::shares_invalidation))
+    /// the invalidation is also stored there, and every process sharing the
+    /// backend adopts it within its
+    /// [`invalidation_refresh`](crate::RegionBuilder::invalidation_refresh)
+    /// interval. A failure to store it is logged and counted; use
+    /// [`invalidate_async`](Self::invalidate_async) to see it (and from async
+    /// code).
     pub fn invalidate(&self, how: Invalidation) {
         self.inner.invalidations.record(self.inner.clock.now(), how);
+        if self.inner.shared_invalidation.is_none() {
+            return;
+        }
+        let word = self.inner.invalidations.word();
+        match self.inner.backend.blocking() {
+            Some(io) => {
+                let _ = self.backend_call(io.store_invalidation(&self.inner.name, word));
+            }
+            None => self.store_invalidation_detached(word),
+        }
+    }
+
+    /// Stores the invalidation through an async-only backend from a task.
+    #[cfg(feature = "tokio")]
+    fn store_invalidation_detached(&self, word: u64) {
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let region = self.clone();
+            drop(handle.spawn(async move {
+                if let Some(io) = region.inner.backend.nonblocking() {
+                    let r = io.store_invalidation(&region.inner.name, word).await;
+                    let _ = region.backend_call(r);
+                }
+            }));
+            return;
+        }
+        self.invalidation_not_shared();
+    }
+
+    #[cfg(not(feature = "tokio"))]
+    fn store_invalidation_detached(&self, _word: u64) {
+        self.invalidation_not_shared();
+    }
+
+    fn invalidation_not_shared(&self) {
+        self.count(Counter::BackendErrors);
+        tracing::warn!(
+            region = %self.inner.name,
+            "invalidation not stored in the async-only backend (no tokio runtime here): use invalidate_async; \
+             other processes do not see it"
+        );
+    }
+
+    /// Whether it is time to read the invalidation kept by the backend; true
+    /// for one caller per interval.
+    pub(crate) fn invalidation_refresh_due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(shared) = &self.inner.shared_invalidation else { return false };
+        let now = self.inner.clock.now_coarse();
+        let next = shared.next.load(Ordering::Relaxed);
+        now >= next
+            && shared.next.compare_exchange(next, now.saturating_add(shared.every), Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    }
+
+    /// Adopts an invalidation read from the backend.
+    pub(crate) fn adopt_invalidation(&self, word: Option<u64>) {
+        if let Some(word) = word {
+            self.inner.invalidations.merge(word);
+        }
+    }
+
+    /// Reads the backend's invalidation if due (blocking callers).
+    fn refresh_invalidation(&self, io: &dyn crate::backend::BlockingBackend) {
+        if self.invalidation_refresh_due() {
+            match io.load_invalidation(&self.inner.name) {
+                Ok(word) => self.adopt_invalidation(word),
+                Err(e) => drop(self.backend_error(e)),
+            }
+        }
     }
 
     /// Whether some caller in this process holds `key`'s creation lock now
@@ -258,8 +308,9 @@ impl Region {
     }
 
     fn peek(&self, skey: &str, f: &mut dyn FnMut(&Value)) -> Result<bool, Error> {
-        let r = self.inner.backend.peek(skey, f);
-        self.backend_call(r)
+        let io = self.blocking_io()?;
+        self.refresh_invalidation(io);
+        self.backend_call(io.peek(skey, f))
     }
 
     /// Reads and judges one key.
@@ -286,6 +337,15 @@ impl Region {
         early: bool,
     ) -> Lookup<T> {
         self.judge_at(skey, value, self.inner.clock.now_coarse(), exp, early)
+    }
+
+    /// Judges what a read returned (no early refresh: this is a read under
+    /// the lock, or a multi-key read).
+    pub(crate) fn judge_read<T: CacheValue>(&self, skey: &str, value: Option<Value>, exp: Expiration) -> Lookup<T> {
+        match value {
+            Some(v) => self.judge_value(skey, &v, exp, false),
+            None => Lookup::Absent,
+        }
     }
 
     #[inline]
@@ -442,18 +502,17 @@ impl Region {
         }
     }
 
-    /// Stores a created value; a failure is logged and counted but not
-    /// returned (the caller still gets its value).
-    pub(crate) fn store_created<T: CacheValue>(&self, skey: &str, value: &T, meta: Meta, exp: Expiration) {
-        let stored = match self.encode(skey, value, meta) {
-            Ok(s) => s,
+    /// Encodes a created value to store; a failure is logged and counted
+    /// (the caller still gets its value).
+    pub(crate) fn encode_created<T: CacheValue>(&self, skey: &str, value: &T, meta: Meta) -> Option<Value> {
+        match self.encode(skey, value, meta) {
+            Ok(s) => Some(s),
             Err(e) => {
                 self.count(Counter::BackendErrors);
                 tracing::warn!(region = %self.inner.name, key = %skey, error = %e, "created value not stored");
-                return;
+                None
             }
-        };
-        let _ = self.backend_call(self.inner.backend.set(skey, stored, self.storage_ttl(exp)));
+        }
     }
 }
 

@@ -63,7 +63,7 @@ pub struct Stats {
     pub lock_waits: u64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Counter {
     Hits = 0,
     Misses,

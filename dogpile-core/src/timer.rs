@@ -1,11 +1,10 @@
 //! A runtime-agnostic sleep for the async path.
 //!
 //! The async core does not depend on an executor, so it has no timer of its
-//! own. Backends with an async distributed lock supply one
-//! ([`AsyncDistributedLock::sleep`](crate::AsyncDistributedLock::sleep)); for
-//! the rare case of a sync-only distributed lock used from async code, this
-//! future sleeps on a short-lived helper thread and wakes the task, so the
-//! executor thread is never blocked.
+//! own. Backends with an async interface may supply one
+//! ([`AsyncBackend::sleep`](crate::backend::AsyncBackend::sleep)); otherwise
+//! this future sleeps on a short-lived helper thread and wakes the task, so
+//! the executor thread is never blocked.
 
 use std::future::Future;
 use std::pin::Pin;

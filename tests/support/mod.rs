@@ -133,6 +133,13 @@ impl Backend for ByteBackend {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Bytes
     }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for ByteBackend {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         Ok(lock(&self.map).get(key).cloned().map(Value::Bytes))
     }
@@ -313,6 +320,19 @@ impl Backend for Proxy {
     fn value_kind(&self) -> ValueKind {
         self.inner.value_kind()
     }
+    fn distributed_lock(&self) -> Option<&dyn DistributedLock> {
+        self.dist.as_ref().map(|l| l as &dyn DistributedLock)
+    }
+    fn never_blocks(&self) -> bool {
+        self.inner.is_non_blocking()
+    }
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+}
+
+impl BlockingBackend for Proxy {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         self.saw(key, true);
         let v = self.inner.get(key)?;
@@ -348,12 +368,6 @@ impl Backend for Proxy {
     fn delete_multi(&self, keys: &[&str]) -> Result<(), BackendError> {
         keys.iter().for_each(|k| self.saw(k, false));
         self.inner.delete_multi(keys)
-    }
-    fn distributed_lock(&self) -> Option<&dyn DistributedLock> {
-        self.dist.as_ref().map(|l| l as &dyn DistributedLock)
-    }
-    fn is_non_blocking(&self) -> bool {
-        self.inner.is_non_blocking()
     }
 }
 

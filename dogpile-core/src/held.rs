@@ -1,0 +1,153 @@
+//! The locks a creator holds: the key's in-process lock and, on a backend
+//! shared between processes, its lease. Both are released when the creation
+//! ends, however it ends (return, error, panic, a dropped future): the lease
+//! first, so that an in-process waiter woken by the local release finds it
+//! free.
+
+use crate::backend::{BackendError, Lease};
+use crate::block_on::block_on;
+use crate::keeper::Keeper;
+use crate::lock::KeyGuard;
+use crate::region::Region;
+use crate::stats::Counter;
+use std::sync::Arc;
+
+/// Where a lease came from, which decides how it is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The blocking interface: its futures are ready when made.
+    Blocking,
+    /// The blocking interface of a backend that may block, used from async
+    /// code: released on tokio's blocking pool.
+    Offloaded,
+    /// The async interface.
+    Async,
+}
+
+/// A lease held by this process; released on drop.
+pub(crate) struct LeaseGuard {
+    region: Region,
+    key: String,
+    lease: Option<Arc<dyn Lease>>,
+    ticket: Option<u64>,
+    origin: Origin,
+}
+
+impl LeaseGuard {
+    pub(crate) fn new(region: &Region, key: &str, lease: Box<dyn Lease>, origin: Origin) -> Self {
+        let lease: Arc<dyn Lease> = Arc::from(lease);
+        let ticket = lease.needs_keep_alive().then(|| Keeper::keep(&region.inner, key, lease.clone()));
+        LeaseGuard { region: region.clone(), key: key.to_owned(), lease: Some(lease), ticket, origin }
+    }
+
+    /// Stops the keep-alive and takes the lease out for release.
+    fn take(&mut self) -> Option<Arc<dyn Lease>> {
+        if let Some(t) = self.ticket.take() {
+            self.region.inner.keeper.forget(t);
+        }
+        self.lease.take()
+    }
+
+    /// Releases the lease without blocking the executor.
+    pub(crate) async fn release_async(mut self) {
+        let Some(lease) = self.take() else { return };
+        let result = match self.origin {
+            Origin::Async => lease.release().await,
+            Origin::Blocking => block_on(lease.release()),
+            Origin::Offloaded => offload_release(lease).await,
+        };
+        self.report(result);
+    }
+
+    fn report(&self, result: Result<bool, BackendError>) {
+        report(&self.region, &self.key, result);
+    }
+}
+
+fn report(region: &Region, key: &str, result: Result<bool, BackendError>) {
+    match result {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            region = %region.inner.name,
+            key = %key,
+            "lease had expired before release (creator slower than lock_timeout?)"
+        ),
+        Err(e) => {
+            region.count(Counter::BackendErrors);
+            tracing::warn!(region = %region.inner.name, key = %key, error = %e, "could not release a lease; it expires on its own");
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+async fn offload_release(lease: Arc<dyn Lease>) -> Result<bool, BackendError> {
+    tokio::task::spawn_blocking(move || block_on(lease.release()))
+        .await
+        .unwrap_or_else(|e| Err(BackendError::new("dogpile", format!("lease release task failed: {e}"))))
+}
+
+#[cfg(not(feature = "tokio"))]
+async fn offload_release(lease: Arc<dyn Lease>) -> Result<bool, BackendError> {
+    block_on(lease.release())
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let Some(lease) = self.take() else { return };
+        if self.origin == Origin::Blocking {
+            let result = block_on(lease.release());
+            return self.report(result);
+        }
+        // An async creator was cancelled or panicked: release from a task.
+        #[cfg(feature = "tokio")]
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let (region, key, origin) = (self.region.clone(), std::mem::take(&mut self.key), self.origin);
+            drop(handle.spawn(async move {
+                let result = match origin {
+                    Origin::Offloaded => offload_release(lease).await,
+                    _ => lease.release().await,
+                };
+                report(&region, &key, result);
+            }));
+            return;
+        }
+        if self.origin == Origin::Offloaded {
+            let result = block_on(lease.release());
+            return self.report(result);
+        }
+        tracing::warn!(
+            region = %self.region.inner.name,
+            key = %self.key,
+            "the lease of a cancelled async creator is not released (no tokio runtime to release it from); it expires after lock_timeout"
+        );
+    }
+}
+
+/// The locks held while creating one key. Fields drop in order: the lease
+/// goes first.
+pub(crate) struct Held {
+    pub(crate) lease: Option<LeaseGuard>,
+    pub(crate) local: KeyGuard,
+}
+
+impl Held {
+    /// Releases both, the lease through the async path.
+    pub(crate) async fn release_async(self) {
+        let Held { lease, local } = self;
+        if let Some(lease) = lease {
+            lease.release_async().await;
+        }
+        drop(local);
+    }
+}
+
+/// Counts a creator that unwinds (or whose future is dropped) as a creation
+/// error; forgotten when the creator returns.
+pub(crate) struct PanicCounter<'a>(pub(crate) &'a Region);
+
+impl Drop for PanicCounter<'_> {
+    fn drop(&mut self) {
+        self.0.count(Counter::CreationErrors);
+        tracing::warn!(region = %self.0.inner.name, "creator panicked or was cancelled; the key's lock is released");
+    }
+}
