@@ -1,13 +1,17 @@
 //! Test doubles shared by the integration tests: a byte backend, a proxy
-//! backend that counts reads and can inject values, a distributed lock under
+//! backend that counts reads and can inject values and can issue leases under
 //! the test's control, a runner that keeps jobs instead of running them, a
 //! gate to hold a creator inside its call, and hang guards.
 
 #![allow(dead_code, unreachable_pub)]
 
-use dogpile::{Backend, BackendError, DistributedLock, Job, LockToken, Meta, Runner, Value, ValueKind};
+use dogpile::backend::{Acquire, BlockingBackend, BoxFuture, Lease, Meta, ready};
+use dogpile::{Backend, BackendError, Job, Runner, Value, ValueKind};
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -136,7 +140,6 @@ impl Backend for ByteBackend {
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl BlockingBackend for ByteBackend {
@@ -158,93 +161,160 @@ impl BlockingBackend for ByteBackend {
     }
 }
 
-// ----- distributed lock double -----
+// ----- lease-issuing double -----
 
-/// One call the region made on the distributed lock.
+/// One call the region made on the lease double.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockCall {
+    /// A lease request: `token` is the token of the lease it would have
+    /// issued (the lease's own when `ok`).
     Acquire { key: String, token: String, ok: bool },
+    /// A lease extended by its holder (`ok`: it was still the owner).
     Extend { key: String, token: String, ok: bool },
+    /// A lease released by its holder (`ok`: it was still the owner).
     Release { key: String, token: String, ok: bool },
 }
 
-/// A distributed lock whose holders the test controls ("another process"
-/// can hold a key), recording every call.
+/// The owner table of [`TestLock`]: key → the token of its lease.
 #[derive(Default)]
-pub struct TestLock {
+struct LeaseTable {
     holders: Mutex<HashMap<String, String>>,
     calls: Mutex<Vec<LockCall>>,
+    /// The leases issued say they need no keep-alive (a file lock's).
+    no_keep_alive: AtomicBool,
+}
+
+impl LeaseTable {
+    fn record(&self, call: LockCall) {
+        lock(&self.calls).push(call);
+    }
+}
+
+/// A fresh, unguessable lease token.
+fn new_token() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}-{n}", RandomState::new().hash_one(n))
+}
+
+/// A backend's lease service whose holders the test controls ("another
+/// process" can hold a key), recording every call. Leases it issues carry
+/// their own token: only the owner extends or releases.
+#[derive(Default)]
+pub struct TestLock {
+    table: Arc<LeaseTable>,
 }
 
 impl TestLock {
     /// Makes "another process" hold `key`.
     pub fn hold_as_other(&self, key: &str) {
-        lock(&self.holders).insert(key.to_owned(), "other-process".to_owned());
+        lock(&self.table.holders).insert(key.to_owned(), "other-process".to_owned());
     }
 
     /// "Another process" lets go of `key`.
     pub fn release_other(&self, key: &str) {
-        let mut h = lock(&self.holders);
+        let mut h = lock(&self.table.holders);
         if h.get(key).is_some_and(|t| t == "other-process") {
             h.remove(key);
         }
     }
 
-    /// Who holds `key` now.
+    /// The lease of `key` expires (its owner, if any, no longer holds it).
+    pub fn expire(&self, key: &str) {
+        lock(&self.table.holders).remove(key);
+    }
+
+    /// Issues leases that need no keep-alive from now on (like a lock held
+    /// by an open file).
+    pub fn without_keep_alive(&self) {
+        self.table.no_keep_alive.store(true, Ordering::SeqCst);
+    }
+
+    /// Who holds `key` now (the lease's token, or `"other-process"`).
     pub fn holder(&self, key: &str) -> Option<String> {
-        lock(&self.holders).get(key).cloned()
+        lock(&self.table.holders).get(key).cloned()
     }
 
     /// Every call so far.
     pub fn calls(&self) -> Vec<LockCall> {
-        lock(&self.calls).clone()
+        lock(&self.table.calls).clone()
     }
 
-    /// How many acquisition attempts were made for `key`.
+    /// How many lease requests were made for `key`.
     pub fn acquire_attempts(&self, key: &str) -> usize {
-        lock(&self.calls).iter().filter(|c| matches!(c, LockCall::Acquire { key: k, .. } if k == key)).count()
+        lock(&self.table.calls).iter().filter(|c| matches!(c, LockCall::Acquire { key: k, .. } if k == key)).count()
+    }
+
+    /// Tries to take `key`'s lease.
+    pub fn try_lease(&self, key: &str, _ttl: Duration) -> Acquire {
+        let token = new_token();
+        let ok = {
+            let mut h = lock(&self.table.holders);
+            let free = !h.contains_key(key);
+            if free {
+                h.insert(key.to_owned(), token.clone());
+            }
+            free
+        };
+        self.table.record(LockCall::Acquire { key: key.to_owned(), token: token.clone(), ok });
+        if ok {
+            Acquire::Won(Box::new(TestLease { table: self.table.clone(), key: key.to_owned(), token }))
+        } else {
+            Acquire::Held
+        }
     }
 }
 
-impl DistributedLock for TestLock {
-    fn try_acquire(&self, key: &str, token: &LockToken, _ttl: Duration) -> Result<bool, BackendError> {
-        let mut h = lock(&self.holders);
-        let ok = !h.contains_key(key);
-        if ok {
-            h.insert(key.to_owned(), token.as_str().to_owned());
-        }
-        lock(&self.calls).push(LockCall::Acquire { key: key.to_owned(), token: token.as_str().to_owned(), ok });
-        Ok(ok)
+/// A lease issued by [`TestLock`].
+pub struct TestLease {
+    table: Arc<LeaseTable>,
+    key: String,
+    token: String,
+}
+
+impl fmt::Debug for TestLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestLease").field("key", &self.key).field("token", &self.token).finish()
+    }
+}
+
+impl TestLease {
+    fn owned(&self, holders: &HashMap<String, String>) -> bool {
+        holders.get(&self.key).is_some_and(|t| *t == self.token)
+    }
+}
+
+impl Lease for TestLease {
+    fn needs_keep_alive(&self) -> bool {
+        !self.table.no_keep_alive.load(Ordering::SeqCst)
+    }
+    fn extend(&self, _ttl: Duration) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let ok = self.owned(&lock(&self.table.holders));
+        self.table.record(LockCall::Extend { key: self.key.clone(), token: self.token.clone(), ok });
+        ready(Ok(ok))
     }
 
-    fn extend(&self, key: &str, token: &LockToken, _ttl: Duration) -> Result<bool, BackendError> {
-        let ok = lock(&self.holders).get(key).is_some_and(|t| t == token.as_str());
-        lock(&self.calls).push(LockCall::Extend { key: key.to_owned(), token: token.as_str().to_owned(), ok });
-        Ok(ok)
-    }
-
-    fn release(&self, key: &str, token: &LockToken) -> Result<bool, BackendError> {
-        let mut h = lock(&self.holders);
-        let ok = h.get(key).is_some_and(|t| t == token.as_str());
-        if ok {
-            h.remove(key);
-        }
-        lock(&self.calls).push(LockCall::Release { key: key.to_owned(), token: token.as_str().to_owned(), ok });
-        Ok(ok)
-    }
-
-    fn retry_interval(&self) -> Duration {
-        Duration::from_millis(1)
+    fn release(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let ok = {
+            let mut h = lock(&self.table.holders);
+            let ok = self.owned(&h);
+            if ok {
+                h.remove(&self.key);
+            }
+            ok
+        };
+        self.table.record(LockCall::Release { key: self.key.clone(), token: self.token.clone(), ok });
+        ready(Ok(ok))
     }
 }
 
 // ----- proxy backend -----
 
-type MissHook = Box<dyn FnOnce(&str, &dyn Backend) + Send>;
+type MissHook = Box<dyn FnOnce(&str, &dyn BlockingBackend) + Send>;
 
 /// Wraps another backend: counts reads per key, records every key it is
 /// handed, can run a one-shot hook when a read finds nothing, and can carry
-/// a [`TestLock`] as its distributed lock.
+/// a [`TestLock`] as its lease service (it then issues leases).
 pub struct Proxy {
     inner: Arc<dyn Backend>,
     reads: Mutex<HashMap<String, usize>>,
@@ -258,21 +328,22 @@ impl Proxy {
         Arc::new(Self::build(Arc::new(inner), None))
     }
 
-    /// A proxy whose backend has a distributed lock under the test's control.
+    /// A proxy whose backend issues leases under the test's control.
     pub fn with_lock(inner: impl Backend) -> Arc<Self> {
         Arc::new(Self::build(Arc::new(inner), Some(TestLock::default())))
     }
 
     fn build(inner: Arc<dyn Backend>, dist: Option<TestLock>) -> Self {
+        assert!(inner.blocking().is_some(), "the proxy wraps a backend with a blocking interface");
         Self { inner, reads: Mutex::default(), keys_seen: Mutex::default(), on_miss: Mutex::default(), dist }
     }
 
-    /// The wrapped backend.
-    pub fn inner(&self) -> &dyn Backend {
-        &*self.inner
+    /// The wrapped backend's storage.
+    pub fn inner(&self) -> &dyn BlockingBackend {
+        self.inner.blocking().expect("checked when built")
     }
 
-    /// The distributed lock double.
+    /// The lease double.
     pub fn lock(&self) -> &TestLock {
         self.dist.as_ref().expect("proxy built without a lock")
     }
@@ -288,7 +359,7 @@ impl Proxy {
     }
 
     /// Runs `hook` (once) the next time a read finds nothing, after the read.
-    pub fn on_next_miss(&self, hook: impl FnOnce(&str, &dyn Backend) + Send + 'static) {
+    pub fn on_next_miss(&self, hook: impl FnOnce(&str, &dyn BlockingBackend) + Send + 'static) {
         *lock(&self.on_miss) = Some(Box::new(hook));
     }
 
@@ -302,7 +373,7 @@ impl Proxy {
     fn missed(&self, key: &str) {
         let hook = lock(&self.on_miss).take();
         if let Some(hook) = hook {
-            hook(key, &*self.inner);
+            hook(key, self.inner());
         }
     }
 }
@@ -320,22 +391,21 @@ impl Backend for Proxy {
     fn value_kind(&self) -> ValueKind {
         self.inner.value_kind()
     }
-    fn distributed_lock(&self) -> Option<&dyn DistributedLock> {
-        self.dist.as_ref().map(|l| l as &dyn DistributedLock)
-    }
-    fn never_blocks(&self) -> bool {
-        self.inner.is_non_blocking()
-    }
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
+    fn never_blocks(&self) -> bool {
+        self.inner.never_blocks()
+    }
+    fn issues_leases(&self) -> bool {
+        self.dist.is_some()
+    }
 }
 
 impl BlockingBackend for Proxy {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         self.saw(key, true);
-        let v = self.inner.get(key)?;
+        let v = self.inner().get(key)?;
         if v.is_none() {
             self.missed(key);
         }
@@ -343,7 +413,7 @@ impl BlockingBackend for Proxy {
     }
     fn peek(&self, key: &str, f: &mut dyn FnMut(&Value)) -> Result<bool, BackendError> {
         self.saw(key, true);
-        let found = self.inner.peek(key, f)?;
+        let found = self.inner().peek(key, f)?;
         if !found {
             self.missed(key);
         }
@@ -351,23 +421,43 @@ impl BlockingBackend for Proxy {
     }
     fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), BackendError> {
         self.saw(key, false);
-        self.inner.set(key, value, ttl)
+        self.inner().set(key, value, ttl)
     }
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         self.saw(key, false);
-        self.inner.delete(key)
+        self.inner().delete(key)
     }
     fn get_multi(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, BackendError> {
         keys.iter().for_each(|k| self.saw(k, true));
-        self.inner.get_multi(keys)
+        self.inner().get_multi(keys)
     }
     fn set_multi(&self, items: Vec<(&str, Value)>, ttl: Option<Duration>) -> Result<(), BackendError> {
         items.iter().for_each(|(k, _)| self.saw(k, false));
-        self.inner.set_multi(items, ttl)
+        self.inner().set_multi(items, ttl)
     }
     fn delete_multi(&self, keys: &[&str]) -> Result<(), BackendError> {
         keys.iter().for_each(|k| self.saw(k, false));
-        self.inner.delete_multi(keys)
+        self.inner().delete_multi(keys)
+    }
+    fn try_lease(&self, key: &str, ttl: Duration) -> Result<Acquire, BackendError> {
+        Ok(self.dist.as_ref().map_or_else(|| Acquire::Won(Box::new(NoopLease)), |l| l.try_lease(key, ttl)))
+    }
+}
+
+/// The lease of a proxy without a [`TestLock`] (never asked for: such a
+/// proxy issues no leases).
+#[derive(Debug)]
+struct NoopLease;
+
+impl Lease for NoopLease {
+    fn needs_keep_alive(&self) -> bool {
+        false
+    }
+    fn extend(&self, _ttl: Duration) -> BoxFuture<'_, Result<bool, BackendError>> {
+        ready(Ok(true))
+    }
+    fn release(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
+        ready(Ok(true))
     }
 }
 
