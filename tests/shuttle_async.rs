@@ -12,8 +12,9 @@
 //! Not covered here: preemption inside the lock registry itself (no await
 //! there; the loom model in `dogpile-core/src/lock.rs` covers its threads).
 
+use dogpile::backend::{AsyncBackend, BlockingBackend, BoxFuture};
 use dogpile::backends::MemoryBackend;
-use dogpile::{AsyncBackend, Backend, BackendError, BoxFuture, MockClock, Region, Value, ValueKind};
+use dogpile::{Backend, BackendError, MockClock, Region, Value, ValueKind};
 use shuttle::future::{block_on, spawn, yield_now};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -41,13 +42,12 @@ impl Backend for YieldingBackend {
     fn value_kind(&self) -> ValueKind {
         self.inner.value_kind()
     }
-    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+    fn nonblocking(&self) -> Option<&dyn AsyncBackend> {
         Some(self)
     }
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl BlockingBackend for YieldingBackend {

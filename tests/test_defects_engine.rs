@@ -8,10 +8,9 @@
 mod support_async;
 mod support;
 
+use dogpile::backend::{AsyncBackend, BlockingBackend, BoxFuture};
 use dogpile::backends::MemoryBackend;
-use dogpile::{
-    AsyncBackend, Backend, BackendError, BoxFuture, Error, MockClock, Region, Stats, TryCreateError, Value, ValueKind,
-};
+use dogpile::{Backend, BackendError, Error, MockClock, Region, Stats, TryCreateError, Value, ValueKind};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
@@ -228,13 +227,12 @@ impl Backend for DropsLastSlot {
     fn never_blocks(&self) -> bool {
         true
     }
-    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+    fn nonblocking(&self) -> Option<&dyn AsyncBackend> {
         self.with_async.then_some(self as &dyn AsyncBackend)
     }
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl BlockingBackend for DropsLastSlot {
@@ -265,7 +263,7 @@ impl AsyncBackend for DropsLastSlot {
         Box::pin(async move { self.inner.delete(key) })
     }
     fn get_multi<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<Option<Value>>, BackendError>> {
-        Box::pin(async move { Backend::get_multi(self, keys) })
+        Box::pin(async move { BlockingBackend::get_multi(self, keys) })
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+use dogpile::backend::BlockingBackend;
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend};
 use dogpile::{
     Backend, BackendError, Codec, Error, FORMAT_VERSION, MockClock, Region, TryCreateError, Value, ValueKind,
@@ -230,7 +231,6 @@ impl Backend for Failing {
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl BlockingBackend for Failing {

@@ -404,7 +404,6 @@ impl dogpile::Backend for Down {
     fn blocking(&self) -> Option<&dyn dogpile::backend::BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl dogpile::backend::BlockingBackend for Down {

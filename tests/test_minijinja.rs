@@ -5,6 +5,7 @@
 
 mod support;
 
+use dogpile::backend::BlockingBackend;
 use dogpile::backends::MemoryBackend;
 use dogpile::minijinja::{Fragment, FragmentCache, add_to_env};
 use dogpile::{Backend, BackendError, MockClock, Region, Value as Stored, ValueKind};
@@ -274,7 +275,6 @@ impl Backend for Failing {
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl BlockingBackend for Failing {

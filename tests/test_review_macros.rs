@@ -3,8 +3,9 @@
 //! the suite stays green. Run them with `--include-ignored`; each fails now.
 //! Every test uses its own region (the registry is process-wide).
 
+use dogpile::backend::{AsyncBackend, BlockingBackend, BoxFuture};
 use dogpile::backends::MemoryBackend;
-use dogpile::{AsyncBackend, Backend, BackendError, BoxFuture, Region, RegionConfig, Value, ValueKind, cached};
+use dogpile::{Backend, BackendError, Region, RegionConfig, Value, ValueKind, cached};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,13 +55,12 @@ impl Backend for Shared {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Object
     }
-    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+    fn nonblocking(&self) -> Option<&dyn AsyncBackend> {
         Some(self)
     }
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl BlockingBackend for Shared {
