@@ -4,6 +4,7 @@
 
 mod support;
 
+use dogpile::backend::BlockingBackend;
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend, NullBackend};
 use dogpile::{Backend, Clock, MockClock, Region};
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,6 @@ impl Backend for ByteBackendOwned {
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl BlockingBackend for ByteBackendOwned {
@@ -335,4 +335,102 @@ fn in_process_single_flight_before_the_distributed_lock() {
         1,
         "only one caller in the process contends for the distributed lock"
     );
+}
+
+#[test]
+fn lease_lost_during_creation_is_not_released_over_its_new_owner() {
+    let proxy = Proxy::with_lock(MemoryBackend::new());
+    let region = Region::builder("lost").backend_arc(proxy.clone()).build();
+    let p = proxy.clone();
+    let v = region
+        .get_or_create("k", move || {
+            // Our lease expires and another process takes the key.
+            p.lock().expire("k");
+            p.lock().hold_as_other("k");
+            1u32
+        })
+        .unwrap();
+    assert_eq!(v, 1);
+    assert_eq!(proxy.lock().holder("k").as_deref(), Some("other-process"), "released the new owner's lease");
+    let calls = proxy.lock().calls();
+    let releases: Vec<_> = calls.iter().filter(|c| matches!(c, LockCall::Release { .. })).collect();
+    assert!(matches!(releases[..], [LockCall::Release { ok: false, .. }]), "one release, refused: {calls:?}");
+    assert!(!region.is_locked("k"), "the in-process lock is let go all the same");
+}
+
+#[test]
+fn one_keeper_extends_every_lease_of_the_region() {
+    let proxy = Proxy::with_lock(MemoryBackend::new());
+    let region = Region::builder("keepers").backend_arc(proxy.clone()).lock_timeout(Duration::from_millis(30)).build();
+    let barrier = Arc::new(Barrier::new(2));
+    let handles: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|key| {
+            let (r, p, barrier) = (region.clone(), proxy.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                r.get_or_create(key, move || {
+                    barrier.wait();
+                    let extended = |k: &str| {
+                        p.lock()
+                            .calls()
+                            .iter()
+                            .filter(|c| matches!(c, LockCall::Extend { key, .. } if key == k))
+                            .count()
+                    };
+                    wait_until("both leases are extended, twice", || extended("a") >= 2 && extended("b") >= 2);
+                    barrier.wait();
+                    1u32
+                })
+                .unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(join(h), 1);
+    }
+    let calls = proxy.lock().calls();
+    let (acquired, extended, released) = tokens(&calls);
+    assert_eq!(acquired.len(), 2);
+    assert!(extended.iter().all(|t| acquired.contains(t)), "extended with its own token: {calls:?}");
+    assert!(calls.iter().all(|c| !matches!(c, LockCall::Extend { ok: false, .. })), "{calls:?}");
+    released.iter().for_each(|t| assert!(acquired.contains(t)));
+    assert_eq!(released.len(), 2);
+    assert_eq!((proxy.lock().holder("a"), proxy.lock().holder("b")), (None, None));
+}
+
+#[test]
+fn lease_without_keep_alive_is_never_extended() {
+    let proxy = Proxy::with_lock(MemoryBackend::new());
+    proxy.lock().without_keep_alive();
+    let region =
+        Region::builder("file-like").backend_arc(proxy.clone()).lock_timeout(Duration::from_millis(30)).build();
+    let v = region
+        .get_or_create("k", || {
+            std::thread::sleep(Duration::from_millis(100));
+            1u32
+        })
+        .unwrap();
+    assert_eq!(v, 1);
+    let calls = proxy.lock().calls();
+    assert!(calls.iter().all(|c| !matches!(c, LockCall::Extend { .. })), "{calls:?}");
+    assert_eq!(proxy.lock().holder("k"), None, "released after creating");
+}
+
+// Was: the waiter polled every `retry_interval` of the distributed lock. Now
+// a backend without a wake-up gets a back-off with jitter from 2 ms, capped
+// at 50 ms: neither a tight loop nor fixed 100 ms sleeps.
+#[test]
+fn waiting_for_another_process_backs_off_from_a_few_milliseconds() {
+    let (proxy, clock) = (Proxy::with_lock(MemoryBackend::new()), MockClock::new());
+    let region = dist_region(&proxy, &clock);
+    proxy.lock().hold_as_other("k");
+    let r = region.clone();
+    let caller = std::thread::spawn(move || r.get_or_create("k", || "mine".to_string()).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let attempts = proxy.lock().acquire_attempts("k");
+    proxy.lock().release_other("k");
+    assert_eq!(join(caller), "mine");
+    // 300 ms of back-off: 1-2 ms, then x1.5 each time up to 25-50 ms.
+    assert!(attempts >= 3, "only {attempts} lease requests in 300 ms: sleeps too long at first");
+    assert!(attempts <= 60, "{attempts} lease requests in 300 ms: the back-off does not grow");
 }
