@@ -3,11 +3,9 @@
 
 mod support;
 
+use dogpile::backend::{Acquire, AsyncBackend, BlockingBackend, BoxFuture, Lease, ready};
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend};
-use dogpile::{
-    AsyncBackend, AsyncDistributedLock, Backend, BackendError, BoxFuture, Clock, DistributedLock, Expiration,
-    Invalidation, LockToken, MockClock, Region, Value, ValueKind,
-};
+use dogpile::{Backend, BackendError, Clock, Expiration, Invalidation, MockClock, Region, Value, ValueKind};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,11 +21,11 @@ fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap()
 }
 
-// ----- distributed lock: no read after acquiring it -----
+// ----- lease: no read after acquiring it -----
 
-/// An in-process map whose distributed lock is held by "another process"
-/// that finishes exactly when we ask for the lock: its value lands and its
-/// lock is released just before our `try_acquire`, which then succeeds.
+/// An in-process map whose lease is held by "another process" that finishes
+/// exactly when we ask for the lease: its value lands and its lease is
+/// released just before our `try_lease`, which then succeeds.
 struct LandsOnAcquire {
     map: Mutex<HashMap<String, Value>>,
     clock: Arc<MockClock>,
@@ -53,13 +51,15 @@ impl Backend for LandsOnAcquire {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Object
     }
-    fn distributed_lock(&self) -> Option<&dyn DistributedLock> {
-        Some(self)
-    }
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
+    fn never_blocks(&self) -> bool {
+        true
+    }
+    fn issues_leases(&self) -> bool {
+        true
+    }
 }
 
 impl BlockingBackend for LandsOnAcquire {
@@ -74,22 +74,26 @@ impl BlockingBackend for LandsOnAcquire {
         lock(&self.map).remove(key);
         Ok(())
     }
-}
-
-impl DistributedLock for LandsOnAcquire {
-    fn try_acquire(&self, key: &str, _token: &LockToken, _ttl: Duration) -> Result<bool, BackendError> {
+    fn try_lease(&self, key: &str, _ttl: Duration) -> Result<Acquire, BackendError> {
         if self.acquires.fetch_add(1, Ordering::SeqCst) == 0 {
             // The other process stores its fresh value, then releases.
             let now = self.clock.now_nanos();
             lock(&self.map).insert(key.to_owned(), object("theirs".to_string(), now));
         }
-        Ok(true)
+        Ok(Acquire::Won(Box::new(FreeLease)))
     }
-    fn extend(&self, _: &str, _: &LockToken, _: Duration) -> Result<bool, BackendError> {
-        Ok(true)
+}
+
+/// A lease nobody else contends for.
+#[derive(Debug)]
+struct FreeLease;
+
+impl Lease for FreeLease {
+    fn extend(&self, _: Duration) -> BoxFuture<'_, Result<bool, BackendError>> {
+        ready(Ok(true))
     }
-    fn release(&self, _: &str, _: &LockToken) -> Result<bool, BackendError> {
-        Ok(true)
+    fn release(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
+        ready(Ok(true))
     }
 }
 
@@ -97,13 +101,12 @@ fn landing_region(clock: &Arc<MockClock>, backend: &Arc<LandsOnAcquire>, exp: Ex
     Region::builder("lands").backend_arc(backend.clone()).clock(clock.clone()).expiration(exp).build()
 }
 
-// Bug: create.rs `wait_distributed` (DistOutcome::Acquired) returns the
-// distributed lock without reading the key again, so a value another process
-// stored just before releasing its lock is created a second time. The read
-// under the lock happens after the in-process lock only (create.rs:211),
-// before the distributed one (create.rs:221).
+// Regression (the old create.rs `wait_distributed` returned the distributed
+// lock without reading the key again): a value another process stored just
+// before releasing its lease must be read, not created a second time. The
+// read that decides must come after the lease (`read_and_lease`).
 #[test]
-fn missing_key_is_read_again_after_the_distributed_lock() {
+fn missing_key_is_read_again_after_the_lease() {
     let clock = MockClock::new();
     let backend = LandsOnAcquire::new(&clock);
     let region = landing_region(&clock, &backend, Expiration::After(Duration::from_secs(60)));
@@ -118,10 +121,9 @@ fn missing_key_is_read_again_after_the_distributed_lock() {
     assert_eq!(v, "theirs");
 }
 
-// Bug: the same in the async engine (create_async.rs `wait_distributed_async`,
-// DistOutcome::Acquired).
+// Regression: the same in the async driver.
 #[test]
-fn missing_key_is_read_again_after_the_distributed_lock_async() {
+fn missing_key_is_read_again_after_the_lease_async() {
     let clock = MockClock::new();
     let backend = LandsOnAcquire::new(&clock);
     let region = landing_region(&clock, &backend, Expiration::After(Duration::from_secs(60)));
@@ -137,10 +139,10 @@ fn missing_key_is_read_again_after_the_distributed_lock_async() {
     assert_eq!(v, "theirs");
 }
 
-// Bug: the same in multi-key creation (multi.rs `claim_one`, after
-// `wait_distributed`): the key is claimed and created again.
+// Regression: the same in multi-key creation (one flow per key): the key
+// must not be claimed and created again.
 #[test]
-fn multi_key_is_read_again_after_the_distributed_lock() {
+fn multi_key_is_read_again_after_the_lease() {
     let clock = MockClock::new();
     let backend = LandsOnAcquire::new(&clock);
     let region = landing_region(&clock, &backend, Expiration::After(Duration::from_secs(60)));
@@ -155,11 +157,11 @@ fn multi_key_is_read_again_after_the_distributed_lock() {
     assert_eq!(v, ["theirs"]);
 }
 
-// Bug (lower severity): on an expired key, create.rs:169-187 regenerates as
-// soon as both locks are taken; another process that regenerated and
-// released between our read and our `try_acquire` gets its work repeated.
+// Regression (lower severity): on an expired key, regenerating as soon as
+// both locks are taken repeats the work of another process that regenerated
+// and released between our read and our `try_lease`.
 #[test]
-fn expired_key_is_read_again_after_the_distributed_lock() {
+fn expired_key_is_read_again_after_the_lease() {
     let clock = MockClock::new();
     let backend = LandsOnAcquire::new(&clock);
     let region = landing_region(&clock, &backend, Expiration::After(Duration::from_secs(60)));
@@ -231,17 +233,16 @@ fn weighted_backend_stores_an_entry_below_max_weight() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
-// ----- async path with a sync-only distributed lock blocks the executor -----
+// ----- async path with a blocking-only lease service -----
 
-// Bug: create_async.rs:268-275 `sleep_async` falls back to
-// `std::thread::sleep` when the backend's distributed lock is sync only, and
-// `wait_distributed_async` loops on it without ever yielding. On a
-// current-thread runtime the task that holds the lock (here through a second
-// region over the same backend, as a second process would) never runs
-// again: the waiter spins forever. Issue 4: waiting never blocks an
-// executor thread.
+// Regression (the old create_async.rs `sleep_async` fell back to
+// `std::thread::sleep` when the distributed lock was sync only, and the
+// async waiter looped on it without ever yielding): on a current-thread
+// runtime the task that holds the lease (here through a second region over
+// the same backend, as a second process would) must run again while the
+// other waits. Issue 4: waiting never blocks an executor thread.
 #[test]
-fn async_wait_on_a_sync_distributed_lock_yields_to_the_holder() {
+fn async_wait_on_a_blocking_lease_yields_to_the_holder() {
     let backend = Proxy::with_lock(MemoryBackend::new());
     let holder = Region::builder("shared").backend_arc(backend.clone()).build();
     let waiter = Region::builder("shared").backend_arc(backend.clone()).build();
@@ -265,29 +266,35 @@ fn async_wait_on_a_sync_distributed_lock_yields_to_the_holder() {
     });
     let (waited, created) = join_within(thread, Duration::from_secs(10));
     assert_eq!((waited, created), (1, 1));
+    assert_eq!(backend.lock().holder("k"), None, "the holder's lease is released");
 }
 
-// ----- async-only distributed locks -----
+// ----- async-only leases -----
 
-/// A backend whose distributed lock exists only through its async
-/// interface; "another process" holds `k` for its first `held_for` attempts,
-/// then stores its value and lets go.
+/// The lease table of [`AsyncOnly`]: who holds `k`.
+type Holder = Arc<Mutex<Option<String>>>;
+
+/// A backend with only an async interface, issuing leases; "another
+/// process" holds `k` for its first `held_for` attempts, then stores its
+/// value and lets go.
 struct AsyncOnly {
     map: Mutex<HashMap<String, Value>>,
-    holder: Mutex<Option<String>>,
+    holder: Holder,
     attempts: AtomicUsize,
     held_for: usize,
     sleeps: Mutex<Vec<Duration>>,
+    releases: Arc<AtomicUsize>,
 }
 
 impl AsyncOnly {
     fn new(held_for: usize) -> Arc<Self> {
         Arc::new(Self {
             map: Mutex::default(),
-            holder: Mutex::new((held_for > 0).then(|| "other".to_owned())),
+            holder: Arc::new(Mutex::new((held_for > 0).then(|| "other".to_owned()))),
             attempts: AtomicUsize::new(0),
             held_for,
             sleeps: Mutex::default(),
+            releases: Arc::default(),
         })
     }
 }
@@ -305,46 +312,36 @@ impl Backend for AsyncOnly {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Object
     }
-    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+    fn nonblocking(&self) -> Option<&dyn AsyncBackend> {
         Some(self)
     }
-    fn blocking(&self) -> Option<&dyn BlockingBackend> {
-        Some(self)
-    }
-
-}
-
-impl BlockingBackend for AsyncOnly {
-    fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
-        Ok(lock(&self.map).get(key).cloned())
-    }
-    fn set(&self, key: &str, value: Value, _ttl: Option<Duration>) -> Result<(), BackendError> {
-        lock(&self.map).insert(key.to_owned(), value);
-        Ok(())
-    }
-    fn delete(&self, key: &str) -> Result<(), BackendError> {
-        lock(&self.map).remove(key);
-        Ok(())
+    fn issues_leases(&self) -> bool {
+        true
     }
 }
 
 impl AsyncBackend for AsyncOnly {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Value>, BackendError>> {
-        Box::pin(async move { Backend::get(self, key) })
+        Box::pin(async move { Ok(lock(&self.map).get(key).cloned()) })
     }
-    fn set<'a>(&'a self, key: &'a str, value: Value, ttl: Option<Duration>) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move { Backend::set(self, key, value, ttl) })
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: Value,
+        _ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            lock(&self.map).insert(key.to_owned(), value);
+            Ok(())
+        })
     }
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move { Backend::delete(self, key) })
+        Box::pin(async move {
+            lock(&self.map).remove(key);
+            Ok(())
+        })
     }
-    fn distributed_lock(&self) -> Option<&dyn AsyncDistributedLock> {
-        Some(self)
-    }
-}
-
-impl AsyncDistributedLock for AsyncOnly {
-    fn try_acquire<'a>(&'a self, key: &'a str, token: &'a LockToken, _: Duration) -> BoxFuture<'a, BoxResult> {
+    fn try_lease<'a>(&'a self, key: &'a str, _ttl: Duration) -> BoxFuture<'a, Result<Acquire, BackendError>> {
         Box::pin(async move {
             let n = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
             let mut holder = lock(&self.holder);
@@ -352,30 +349,16 @@ impl AsyncDistributedLock for AsyncOnly {
                 lock(&self.map).insert(key.to_owned(), object("theirs".to_string(), 0));
                 *holder = None;
                 // Still held at this attempt: the value shows on the next read.
-                return Ok(false);
+                return Ok(Acquire::Held);
             }
             if holder.is_some() {
-                return Ok(false);
+                return Ok(Acquire::Held);
             }
-            *holder = Some(token.as_str().to_owned());
-            Ok(true)
+            let token = format!("ours-{n}");
+            *holder = Some(token.clone());
+            let lease = AsyncLease { holder: self.holder.clone(), token, releases: self.releases.clone() };
+            Ok(Acquire::Won(Box::new(lease)))
         })
-    }
-    fn extend<'a>(&'a self, _: &'a str, token: &'a LockToken, _: Duration) -> BoxFuture<'a, BoxResult> {
-        Box::pin(async move { Ok(lock(&self.holder).as_deref() == Some(token.as_str())) })
-    }
-    fn release<'a>(&'a self, _: &'a str, token: &'a LockToken) -> BoxFuture<'a, BoxResult> {
-        Box::pin(async move {
-            let mut holder = lock(&self.holder);
-            let ours = holder.as_deref() == Some(token.as_str());
-            if ours {
-                *holder = None;
-            }
-            Ok(ours)
-        })
-    }
-    fn retry_interval(&self) -> Duration {
-        Duration::from_millis(10)
     }
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         lock(&self.sleeps).push(duration);
@@ -383,29 +366,63 @@ impl AsyncDistributedLock for AsyncOnly {
     }
 }
 
-type BoxResult = Result<bool, BackendError>;
+/// A lease of [`AsyncOnly`]: only its owner (same token) extends or
+/// releases it. Its futures do their work when polled, as an async
+/// client's would.
+#[derive(Debug)]
+struct AsyncLease {
+    holder: Holder,
+    token: String,
+    releases: Arc<AtomicUsize>,
+}
 
-// Bug: dist.rs:70-74 `dist_backoff` reads the retry interval from the sync
-// distributed lock only; with an async-only lock it is zero, so the async
-// waiter polls the backend (try_acquire + get) in a tight loop.
+impl Lease for AsyncLease {
+    fn extend(&self, _: Duration) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(async move { Ok(lock(&self.holder).as_deref() == Some(self.token.as_str())) })
+    }
+    fn release(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(async move {
+            self.releases.fetch_add(1, Ordering::SeqCst);
+            let mut holder = lock(&self.holder);
+            let ours = holder.as_deref() == Some(self.token.as_str());
+            if ours {
+                *holder = None;
+            }
+            Ok(ours)
+        })
+    }
+}
+
+// Was: the async waiter of an async-only lock polled the backend (try_acquire
+// + get) in a tight loop, its retry interval being read from the sync lock
+// only. Now there is no retry interval: without a wake-up the waiter backs
+// off with jitter from 2 ms, capped at 50 ms, through the backend's `sleep`;
+// no lease request is retried without a back-off before it.
 #[test]
-fn async_only_lock_waits_its_retry_interval() {
+fn async_only_lease_wait_backs_off_with_jitter() {
     let backend = AsyncOnly::new(3);
     let region = Region::builder("async-only").backend_arc(backend.clone()).expiration(Expiration::Never).build();
     let v: String =
         current_thread().block_on(region.get_or_create_async("k", || async { "mine".to_string() })).unwrap();
     assert_eq!(v, "theirs");
     let sleeps = lock(&backend.sleeps).clone();
+    let attempts = backend.attempts.load(Ordering::SeqCst);
     assert!(!sleeps.is_empty(), "the waiter never slept");
-    assert!(sleeps.iter().all(|d| *d >= Duration::from_millis(10)), "back-off below the retry interval: {sleeps:?}");
+    assert!(sleeps.len() + 1 >= attempts, "{attempts} lease requests for {} back-offs: {sleeps:?}", sleeps.len());
+    assert!(
+        sleeps.iter().all(|d| *d >= Duration::from_millis(1) && *d <= Duration::from_millis(50)),
+        "back-off outside [1 ms, 50 ms] (2 ms with jitter, capped): {sleeps:?}"
+    );
+    assert!(sleeps[0] <= Duration::from_millis(2), "the first back-off starts at 2 ms: {sleeps:?}");
 }
 
-// Bug: dist.rs:106-115 releases a guard dropped by cancellation through the
-// sync lock only, and keeper.rs:138 extends through the sync lock only; an
-// async-only lock taken by a cancelled creator stays held until it expires
-// (lock_timeout, 30 s by default), so every other process waits that long.
+// Regression (the old dist.rs released a guard dropped by cancellation
+// through the sync lock only, and the keeper extended through the sync lock
+// only): an async-only lease taken by a cancelled creator must be released
+// by its owner, not left held until it expires (lock_timeout, 30 s by
+// default) while every other process waits.
 #[test]
-fn cancelled_creator_releases_an_async_only_distributed_lock() {
+fn cancelled_creator_releases_an_async_only_lease() {
     let backend = AsyncOnly::new(0);
     let region = Region::builder("async-only-cancel").backend_arc(backend.clone()).build();
     current_thread().block_on(async {
@@ -419,12 +436,24 @@ fn cancelled_creator_releases_an_async_only_distributed_lock() {
             }
             tokio::task::yield_now().await;
         }
-        assert!(lock(&backend.holder).is_some(), "the creator never took the lock");
+        assert!(lock(&backend.holder).is_some(), "the creator never took the lease");
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());
     });
     assert_eq!(region.lock_entries(), 0, "in-process lock released");
-    assert_eq!(*lock(&backend.holder), None, "distributed lock still held after the creator was cancelled");
+    assert_eq!(backend.releases.load(Ordering::SeqCst), 1, "released once, by its owner");
+    assert_eq!(*lock(&backend.holder), None, "lease still held after the creator was cancelled");
+}
+
+// The blocking API on an async-only backend is refused with an error that
+// says why, not a panic or a silent fallback.
+#[test]
+fn blocking_call_on_an_async_only_backend_is_unsupported() {
+    let backend = AsyncOnly::new(0);
+    let region = Region::builder("async-only-sync").backend_arc(backend.clone()).build();
+    let err = region.get_or_create("k", || 1u32).unwrap_err();
+    assert!(matches!(err, dogpile::Error::Unsupported(ref m) if m.contains("async")), "{err:?}");
+    assert_eq!(backend.attempts.load(Ordering::SeqCst), 0, "no lease asked for");
 }
 
 // ----- Send futures -----
