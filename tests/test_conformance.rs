@@ -5,11 +5,15 @@
 mod conformance;
 mod support;
 
+use dogpile::Region;
+use dogpile::backend::{
+    Acquire, Backend, BackendError, BlockingBackend, BoxFuture, KeyLimits, Lease, Value, ValueKind, ready,
+};
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend, NullBackend};
-use dogpile::{Backend, BackendError, DistributedLock, KeyLimits, LockToken, Region, Value, ValueKind};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use conformance::Stores;
 
@@ -20,12 +24,19 @@ conformance_suite!(bytes, Stores::Values, support::ByteBackend::new);
 conformance_suite!(shared_store, Stores::Values, || SharedStore::handle(&SharedStore::new()));
 conformance_suite!(key_limited, Stores::Values, || SharedStore::strict(&SharedStore::new()));
 
-/// A store with a distributed lock, reached through several handles: each
-/// handle's region has its own in-process lock, as another process would.
+/// A store with leases and a shared invalidation, reached through several
+/// handles: each handle's region has its own in-process lock, as another
+/// process would. Leases expire after their time-to-live unless extended;
+/// with `wake`, waiters block until a release instead of backing off.
 #[derive(Debug, Default)]
 struct SharedStore {
     values: Mutex<HashMap<String, Value>>,
-    locks: Mutex<HashMap<String, String>>,
+    /// key -> (owner token, expiry)
+    leases: Mutex<HashMap<String, (u64, Instant)>>,
+    released: Condvar,
+    invalidation: Mutex<Option<u64>>,
+    next_token: AtomicU64,
+    wake: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -37,6 +48,11 @@ impl SharedStore {
         Arc::default()
     }
 
+    /// A store whose handles wake lease waiters on release.
+    fn waking() -> Arc<Self> {
+        Arc::new(SharedStore { wake: true, ..SharedStore::default() })
+    }
+
     fn handle(store: &Arc<Self>) -> Arc<dyn Backend> {
         Arc::new(Handle(store.clone(), None))
     }
@@ -45,6 +61,16 @@ impl SharedStore {
     /// with a key beyond them.
     fn strict(store: &Arc<Self>) -> Arc<dyn Backend> {
         Arc::new(Handle(store.clone(), Some(KeyLimits::MEMCACHED)))
+    }
+
+    fn pair() -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+        let store = SharedStore::new();
+        (SharedStore::handle(&store), SharedStore::handle(&store))
+    }
+
+    fn waking_pair() -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+        let store = SharedStore::waking();
+        (SharedStore::handle(&store), SharedStore::handle(&store))
     }
 }
 
@@ -65,16 +91,18 @@ impl Backend for Handle {
     fn value_kind(&self) -> ValueKind {
         ValueKind::Bytes
     }
-    fn distributed_lock(&self) -> Option<&dyn DistributedLock> {
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
+    }
+    fn issues_leases(&self) -> bool {
+        true
+    }
+    fn shares_invalidation(&self) -> bool {
+        true
     }
     fn key_limits(&self) -> Option<KeyLimits> {
         self.1
     }
-    fn blocking(&self) -> Option<&dyn BlockingBackend> {
-        Some(self)
-    }
-
 }
 
 impl BlockingBackend for Handle {
@@ -92,39 +120,76 @@ impl BlockingBackend for Handle {
         lock(&self.0.values).remove(key);
         Ok(())
     }
-}
-
-impl DistributedLock for Handle {
-    fn try_acquire(&self, key: &str, token: &LockToken, _ttl: Duration) -> Result<bool, BackendError> {
+    fn try_lease(&self, key: &str, ttl: Duration) -> Result<Acquire, BackendError> {
         self.check(key)?;
-        let mut locks = lock(&self.0.locks);
-        if locks.contains_key(key) {
+        let mut leases = lock(&self.0.leases);
+        let now = Instant::now();
+        if leases.get(key).is_some_and(|(_, expiry)| *expiry > now) {
+            return Ok(Acquire::Held);
+        }
+        let token = self.0.next_token.fetch_add(1, Ordering::SeqCst);
+        leases.insert(key.to_owned(), (token, now + ttl));
+        Ok(Acquire::Won(Box::new(StoreLease { store: self.0.clone(), key: key.to_owned(), token })))
+    }
+    fn wait_released(&self, key: &str, max: Duration) -> Result<bool, BackendError> {
+        if !self.0.wake {
             return Ok(false);
         }
-        locks.insert(key.to_owned(), token.as_str().to_owned());
-        Ok(true)
-    }
-    fn extend(&self, key: &str, token: &LockToken, _ttl: Duration) -> Result<bool, BackendError> {
-        Ok(lock(&self.0.locks).get(key).is_some_and(|t| t == token.as_str()))
-    }
-    fn release(&self, key: &str, token: &LockToken) -> Result<bool, BackendError> {
-        let mut locks = lock(&self.0.locks);
-        if locks.get(key).is_some_and(|t| t == token.as_str()) {
-            locks.remove(key);
-            return Ok(true);
+        let deadline = Instant::now() + max;
+        let mut leases = lock(&self.0.leases);
+        loop {
+            let now = Instant::now();
+            match leases.get(key) {
+                Some((_, expiry)) if *expiry > now && now < deadline => {
+                    let wait = (*expiry).min(deadline) - now;
+                    leases = self.0.released.wait_timeout(leases, wait).unwrap_or_else(PoisonError::into_inner).0;
+                }
+                _ => return Ok(true),
+            }
         }
-        Ok(false)
     }
-    fn retry_interval(&self) -> Duration {
-        Duration::from_millis(2)
+    fn load_invalidation(&self, _region: &str) -> Result<Option<u64>, BackendError> {
+        Ok(*lock(&self.0.invalidation))
+    }
+    fn store_invalidation(&self, _region: &str, word: u64) -> Result<(), BackendError> {
+        *lock(&self.0.invalidation) = Some(word);
+        Ok(())
     }
 }
 
-#[test]
-fn shared_store_two_processes_create_once() {
-    let store = SharedStore::new();
-    conformance::two_processes_create_once(SharedStore::handle(&store), SharedStore::handle(&store));
+/// A lease on the shared store: only its token releases or extends it.
+#[derive(Debug)]
+struct StoreLease {
+    store: Arc<SharedStore>,
+    key: String,
+    token: u64,
 }
+
+impl Lease for StoreLease {
+    fn extend(&self, ttl: Duration) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let mut leases = lock(&self.store.leases);
+        let ours = match leases.get_mut(&self.key) {
+            Some((token, expiry)) if *token == self.token && *expiry > Instant::now() => {
+                *expiry = Instant::now() + ttl;
+                true
+            }
+            _ => false,
+        };
+        ready(Ok(ours))
+    }
+    fn release(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
+        let mut leases = lock(&self.store.leases);
+        let ours = leases.get(&self.key).is_some_and(|(token, _)| *token == self.token);
+        if ours {
+            leases.remove(&self.key);
+            self.store.released.notify_all();
+        }
+        ready(Ok(ours))
+    }
+}
+
+shared_suite!(shared_store_pair, SharedStore::pair);
+shared_suite!(shared_store_waking_pair, SharedStore::waking_pair);
 
 /// The check must be able to fail: two memory backends share nothing, so
 /// each "process" creates its own value.

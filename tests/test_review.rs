@@ -441,6 +441,11 @@ fn cancelled_creator_releases_an_async_only_lease() {
         assert!(task.await.unwrap_err().is_cancelled());
     });
     assert_eq!(region.lock_entries(), 0, "in-process lock released");
+    // The release runs from a task (tokio) or a helper thread: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while backend.releases.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert_eq!(backend.releases.load(Ordering::SeqCst), 1, "released once, by its owner");
     assert_eq!(*lock(&backend.holder), None, "lease still held after the creator was cancelled");
 }

@@ -155,11 +155,9 @@ impl Backend for BoundedMemoryBackend {
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl BlockingBackend for BoundedMemoryBackend {
-
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         Ok(self.cache.get(key))
     }

@@ -75,11 +75,9 @@ impl Backend for MemoryBackend {
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl BlockingBackend for MemoryBackend {
-
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         Ok(self.map.get(key))
     }

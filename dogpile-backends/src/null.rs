@@ -32,7 +32,6 @@ impl Backend for NullBackend {
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
     }
-
 }
 
 impl BlockingBackend for NullBackend {

@@ -124,17 +124,14 @@ impl AsyncIo<'_> {
         }
     }
 
-    pub(crate) async fn set_multi(
-        &self,
-        items: Vec<(&str, Value)>,
-        ttl: Option<Duration>,
-    ) -> Result<(), BackendError> {
+    pub(crate) async fn set_multi(&self, items: Vec<(&str, Value)>, ttl: Option<Duration>) -> Result<(), BackendError> {
         match self {
             AsyncIo::Direct(s) => s.set_multi(items, ttl),
             AsyncIo::Async(a) => a.set_multi(items, ttl).await,
             #[cfg(feature = "tokio")]
             AsyncIo::Offload(b) => {
-                let (keys, values): (Vec<String>, Vec<Value>) = items.into_iter().map(|(k, v)| (k.to_owned(), v)).unzip();
+                let (keys, values): (Vec<String>, Vec<Value>) =
+                    items.into_iter().map(|(k, v)| (k.to_owned(), v)).unzip();
                 offload(b, move |s| s.set_multi(keys.iter().map(String::as_str).zip(values).collect(), ttl)).await
             }
         }

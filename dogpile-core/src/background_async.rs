@@ -1,7 +1,7 @@
 //! Background regeneration on tokio (feature `tokio`).
 
-use crate::held::{Held, PanicCounter};
 use crate::error::{Error, TryCreateError};
+use crate::held::{Held, PanicCounter};
 use crate::lock::run_marked;
 use crate::options::{CreateOptions, Expiration};
 use crate::region::{CacheValue, Region};

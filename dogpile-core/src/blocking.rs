@@ -2,6 +2,7 @@
 //! (`flow.rs`) with blocking calls: reads, writes, `get_or_create` and its
 //! variants, and their multi-key forms.
 
+use crate::backend::{Acquire, Leased, Value};
 use crate::error::{BackendError, Error, TryCreateError};
 use crate::flow::{Event, Flow, Found, Step, after_failure};
 use crate::held::{Held, LeaseGuard, Origin, PanicCounter};
@@ -10,7 +11,6 @@ use crate::multi::{Claim, Plan, assemble};
 use crate::options::{CreateOptions, Expiration};
 use crate::region::{CacheValue, Entry, Lookup, Region};
 use crate::stats::Counter;
-use crate::backend::{Acquire, Leased, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -369,7 +369,13 @@ impl Region {
 
     /// Stores a created value; a failure is logged and counted but not
     /// returned (the caller still gets its value).
-    pub(crate) fn store_created<T: CacheValue>(&self, skey: &str, value: &T, meta: crate::backend::Meta, exp: Expiration) {
+    pub(crate) fn store_created<T: CacheValue>(
+        &self,
+        skey: &str,
+        value: &T,
+        meta: crate::backend::Meta,
+        exp: Expiration,
+    ) {
         let Some(stored) = self.encode_created(skey, value, meta) else { return };
         let r = self.blocking_io().and_then(|io| self.backend_call(io.set(skey, stored, self.storage_ttl(exp))));
         if let Err(e) = r {

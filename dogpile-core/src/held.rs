@@ -111,15 +111,21 @@ impl Drop for LeaseGuard {
             }));
             return;
         }
-        if self.origin == Origin::Offloaded {
+        // No runtime to spawn on: release from a helper thread (lease
+        // futures may be polled anywhere, see `Lease`), so the dropping
+        // thread, perhaps an executor's, is not blocked.
+        let (region, key) = (self.region.clone(), std::mem::take(&mut self.key));
+        let spawned = std::thread::Builder::new().name("dogpile-release".into()).spawn(move || {
             let result = block_on(lease.release());
-            return self.report(result);
+            report(&region, &key, result);
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(
+                region = %self.region.inner.name,
+                error = %e,
+                "could not start a thread to release the lease of a cancelled creator; it expires after lock_timeout"
+            );
         }
-        tracing::warn!(
-            region = %self.region.inner.name,
-            key = %self.key,
-            "the lease of a cancelled async creator is not released (no tokio runtime to release it from); it expires after lock_timeout"
-        );
     }
 }
 

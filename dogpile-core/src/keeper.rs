@@ -127,3 +127,169 @@ fn run(inner: &Arc<Inner>) {
 pub(crate) fn default_interval(ttl: Duration) -> Duration {
     (ttl / 3).max(Duration::from_millis(1))
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::backend::{Acquire, Backend, BackendError, BlockingBackend, BoxFuture, Lease, Value, ValueKind, ready};
+    use crate::{Expiration, Region};
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// Stores nothing; issues leases that record their extensions and
+    /// releases.
+    #[derive(Debug, Default)]
+    struct LeaseOnly {
+        owners: Mutex<HashMap<String, u64>>,
+        next: AtomicUsize,
+        extends: AtomicUsize,
+        releases: AtomicUsize,
+        keep_alive: bool,
+    }
+
+    #[derive(Debug)]
+    struct TestLease(Arc<LeaseOnly>, String, u64);
+
+    impl Lease for TestLease {
+        fn needs_keep_alive(&self) -> bool {
+            self.0.keep_alive
+        }
+        fn extend(&self, _: Duration) -> BoxFuture<'_, Result<bool, BackendError>> {
+            let ours = self.0.owners.lock().unwrap().get(&self.1) == Some(&self.2);
+            if ours {
+                self.0.extends.fetch_add(1, Ordering::SeqCst);
+            }
+            ready(Ok(ours))
+        }
+        fn release(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
+            self.0.releases.fetch_add(1, Ordering::SeqCst);
+            let mut owners = self.0.owners.lock().unwrap();
+            let ours = owners.get(&self.1) == Some(&self.2);
+            if ours {
+                owners.remove(&self.1);
+            }
+            ready(Ok(ours))
+        }
+    }
+
+    #[derive(Debug)]
+    struct Handle(Arc<LeaseOnly>);
+
+    impl Backend for Handle {
+        fn name(&self) -> &'static str {
+            "lease-only"
+        }
+        fn value_kind(&self) -> ValueKind {
+            ValueKind::Bytes
+        }
+        fn blocking(&self) -> Option<&dyn BlockingBackend> {
+            Some(self)
+        }
+        fn issues_leases(&self) -> bool {
+            true
+        }
+    }
+
+    impl BlockingBackend for Handle {
+        fn get(&self, _: &str) -> Result<Option<Value>, BackendError> {
+            Ok(None)
+        }
+        fn set(&self, _: &str, _: Value, _: Option<Duration>) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn delete(&self, _: &str) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn try_lease(&self, key: &str, _: Duration) -> Result<Acquire, BackendError> {
+            let mut owners = self.0.owners.lock().unwrap();
+            if owners.contains_key(key) {
+                return Ok(Acquire::Held);
+            }
+            let token = self.0.next.fetch_add(1, Ordering::SeqCst) as u64;
+            owners.insert(key.to_owned(), token);
+            Ok(Acquire::Won(Box::new(TestLease(self.0.clone(), key.to_owned(), token))))
+        }
+    }
+
+    fn region(store: &Arc<LeaseOnly>) -> Region {
+        Region::builder("keeper")
+            .backend(Handle(store.clone()))
+            .expiration(Expiration::Never)
+            .lock_timeout(Duration::from_millis(30))
+            .build()
+    }
+
+    /// Threads of this process named like the keeper (Linux truncates
+    /// names to 15 bytes).
+    #[cfg(target_os = "linux")]
+    fn keeper_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == "dogpile-lease-k")
+            .count()
+    }
+
+    #[test]
+    fn slow_creators_keep_their_leases_with_one_keeper_thread() {
+        let store = Arc::new(LeaseOnly { keep_alive: true, ..LeaseOnly::default() });
+        let region = region(&store);
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (region, store) = (region.clone(), store.clone());
+                std::thread::spawn(move || {
+                    region
+                        .get_or_create(&format!("k{i}"), || {
+                            // Runs until the keeper has extended leases a few
+                            // times (hang guard: 10 s).
+                            let start = Instant::now();
+                            while store.extends.load(Ordering::SeqCst) < 8 {
+                                assert!(start.elapsed() < Duration::from_secs(10), "leases never extended");
+                                #[cfg(target_os = "linux")]
+                                assert!(keeper_threads() <= 1, "one keeper per region, not one per lease");
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                            i
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.join().unwrap(), i);
+        }
+        assert!(store.owners.lock().unwrap().is_empty(), "every lease released");
+        assert_eq!(store.releases.load(Ordering::SeqCst), 4, "each released once, by its owner");
+        assert_eq!(region.inner.keeper.len(), 0, "the keeper forgets released leases");
+    }
+
+    #[test]
+    fn leases_without_keep_alive_are_not_extended() {
+        let store = Arc::new(LeaseOnly { keep_alive: false, ..LeaseOnly::default() });
+        let region = region(&store);
+        let v: u32 = region
+            .get_or_create("k", || {
+                std::thread::sleep(Duration::from_millis(100));
+                assert_eq!(region.inner.keeper.len(), 0);
+                1
+            })
+            .unwrap();
+        assert_eq!(v, 1);
+        assert_eq!(store.extends.load(Ordering::SeqCst), 0);
+        assert_eq!(store.releases.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_keep_alive_not_shorter_than_the_lease_is_refused() {
+        let store = Arc::new(LeaseOnly::default());
+        let err = Region::builder("bad")
+            .backend(Handle(store))
+            .lock_timeout(Duration::from_secs(1))
+            .lease_keep_alive(Duration::from_secs(1))
+            .try_build()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("region `bad`") && err.contains("keep-alive"), "{err}");
+    }
+}

@@ -126,7 +126,9 @@ impl Region {
             Ok(Err(first)) => first,
             Err(e) => return Err(e),
         };
-        self.engine_async(key, opts, creator, Ok::<T, Infallible>, None, first).await.map_err(TryCreateError::into_cache)
+        self.engine_async(key, opts, creator, Ok::<T, Infallible>, None, first)
+            .await
+            .map_err(TryCreateError::into_cache)
     }
 
     /// The async twin of [`try_get_or_create`](Self::try_get_or_create).

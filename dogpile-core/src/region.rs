@@ -8,9 +8,9 @@ use crate::backend::Backend;
 use crate::builder::{KeyMangler, RegionBuilder};
 use crate::clock::{RegionClock, duration_nanos, from_nanos};
 use crate::codec::Codec;
-use crate::flow::Found;
 use crate::envelope::{self, Identity};
 use crate::error::{BackendError, Error};
+use crate::flow::Found;
 use crate::invalidation::{Invalidations, Verdict};
 use crate::lock::KeyLocks;
 use crate::options::{Expiration, Invalidation};
@@ -243,7 +243,10 @@ impl Region {
         let now = self.inner.clock.now_coarse();
         let next = shared.next.load(Ordering::Relaxed);
         now >= next
-            && shared.next.compare_exchange(next, now.saturating_add(shared.every), Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            && shared
+                .next
+                .compare_exchange(next, now.saturating_add(shared.every), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Adopts an invalidation read from the backend.

@@ -13,12 +13,16 @@
 //! names the backend and the check. Two backends made by one factory call
 //! each must not share storage; remote backends give each call a fresh key
 //! prefix (or database) for that. What a shared backend promises between
-//! processes is checked by [`two_processes_create_once`] through two
-//! handles on one store.
+//! processes is checked by [`shared_suite!`] through two handles on one
+//! store (two regions in one test standing for two processes): one
+//! creation across both, stale values served while the other regenerates,
+//! lease semantics (exclusive, owner-only release, expiry, keep-alive),
+//! and invalidation seen by the other.
 
 #![allow(dead_code, unreachable_pub)]
 
-use dogpile::{Backend, Clock, CreateOptions, Meta, Region, Value, ValueKind};
+use dogpile::backend::{Acquire, Backend, Lease, Meta, Value, ValueKind};
+use dogpile::{Clock, CreateOptions, Invalidation, Region};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, PoisonError};
@@ -231,7 +235,7 @@ pub fn undecodable_value_is_a_counted_miss(backend: Arc<dyn Backend>, stores: St
         ValueKind::Bytes => Value::Bytes(b"\xffnot an envelope".to_vec()),
         ValueKind::Object => Value::Object { meta, object: Arc::new(vec![1u8, 2, 3]) },
     };
-    backend.set("k", garbage, None).unwrap();
+    backend.blocking().expect("a blocking interface").set("k", garbage, None).unwrap();
     let r = region(backend, Duration::from_secs(3600));
     assert_eq!(r.get::<String>("k").unwrap(), None);
     let failures = r.stats().decode_failures;
@@ -297,6 +301,208 @@ pub fn two_processes_create_once(a: Arc<dyn Backend>, b: Arc<dyn Backend>) {
     assert_eq!(creations.load(Ordering::SeqCst), 1, "one creation across both processes");
 }
 
+/// Ten tasks on a two-thread runtime loop over one key with a short
+/// expiration, through the async API (which reaches a backend that may
+/// block through tokio's blocking pool): two creators never run at once.
+pub fn async_dogpile(backend: Arc<dyn Backend>, _stores: Stores) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let r = region(backend, Duration::from_millis(30));
+    let running = Arc::new(AtomicUsize::new(0));
+    let creations = Arc::new(AtomicUsize::new(0));
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let (r, running, creations) = (r.clone(), running.clone(), creations.clone());
+                tokio::spawn(async move {
+                    let end = Instant::now() + Duration::from_millis(250);
+                    while Instant::now() < end {
+                        let v: u64 = r
+                            .get_or_create_async("k", || async {
+                                assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "two creators at once");
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                                running.fetch_sub(1, Ordering::SeqCst);
+                                creations.fetch_add(1, Ordering::SeqCst) as u64
+                            })
+                            .await
+                            .unwrap();
+                        assert!(v < 1_000_000);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            tokio::time::timeout(HANG, t).await.expect("hang").unwrap();
+        }
+    });
+    assert!(creations.load(Ordering::SeqCst) >= 2, "several generations over several expiry periods");
+}
+
+/// Polls a lease future of a blocking backend (ready when made).
+fn now<T>(fut: dogpile::backend::BoxFuture<'_, T>) -> T {
+    let mut fut = fut;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a blocking backend's lease future must be ready"),
+    }
+}
+
+fn lease(backend: &Arc<dyn Backend>, key: &str, ttl: Duration) -> Option<Box<dyn Lease>> {
+    let io = backend.blocking().expect("the shared checks use the blocking interface");
+    match io.try_lease(key, ttl).expect("try_lease") {
+        Acquire::Won(l) => Some(l),
+        Acquire::Held => None,
+    }
+}
+
+/// A lease is exclusive (across handles, and within one), and only its
+/// owner releases it.
+pub fn leases_are_exclusive_and_owner_released(a: Arc<dyn Backend>, b: Arc<dyn Backend>) {
+    assert!(a.issues_leases() && b.issues_leases());
+    let la = lease(&a, "lease-k", Duration::from_secs(30)).expect("a free key's lease is won");
+    assert!(lease(&b, "lease-k", Duration::from_secs(30)).is_none(), "held by a: refused to b");
+    assert!(lease(&a, "lease-k", Duration::from_secs(30)).is_none(), "held by a: refused to a again");
+    assert!(lease(&b, "other-k", Duration::from_secs(30)).is_some(), "leases are per key");
+    assert!(now(la.release()).unwrap(), "the owner releases");
+    assert!(!now(la.release()).unwrap(), "a released lease is not ours any more");
+    let lb = lease(&b, "lease-k", Duration::from_secs(30)).expect("free again after release");
+    assert!(!now(la.release()).unwrap(), "a's old lease cannot release b's");
+    assert!(lease(&a, "lease-k", Duration::from_secs(30)).is_none(), "still held by b");
+    assert!(now(lb.extend(Duration::from_secs(30))).unwrap(), "the owner extends");
+    assert!(!now(la.extend(Duration::from_secs(30))).unwrap(), "a lost lease is not extended");
+    assert!(now(lb.release()).unwrap());
+}
+
+/// A lease that is not extended expires, so a crashed owner cannot block
+/// the key forever; its first owner can then neither extend nor release
+/// the new owner's lease.
+pub fn an_unextended_lease_expires(a: Arc<dyn Backend>, b: Arc<dyn Backend>) {
+    let la = lease(&a, "expiring", Duration::from_millis(200)).expect("won");
+    assert!(lease(&b, "expiring", Duration::from_millis(200)).is_none());
+    let deadline = Instant::now() + HANG;
+    let lb = loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(l) = lease(&b, "expiring", Duration::from_secs(30)) {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "the lease never expired");
+    };
+    assert!(!now(la.extend(Duration::from_secs(30))).unwrap(), "expired: not the old owner's");
+    assert!(!now(la.release()).unwrap(), "expired: the old owner cannot release the new lease");
+    assert!(lease(&a, "expiring", Duration::from_secs(30)).is_none(), "b holds it");
+    assert!(now(lb.release()).unwrap());
+}
+
+/// A creator slower than the lease time-to-live keeps its lease (the
+/// region's keeper extends it): the other process never wins it meanwhile,
+/// and it is free once the creator is done.
+pub fn keep_alive_holds_a_slow_creators_lease(a: Arc<dyn Backend>, b: Arc<dyn Backend>) {
+    let ra = Region::builder("conformance").backend_arc(a).lock_timeout(Duration::from_millis(300)).build();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let creator = std::thread::spawn(move || {
+        ra.get_or_create("slow", || {
+            started_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(1200));
+            7u32
+        })
+        .unwrap()
+    });
+    started_rx.recv_timeout(HANG).expect("creator started");
+    let end = Instant::now() + Duration::from_millis(1000);
+    let mut checks = 0;
+    while Instant::now() < end {
+        if let Some(stolen) = lease(&b, "slow", Duration::from_secs(30)) {
+            let _ = now(stolen.release());
+            panic!("the other process won the lease of a running creator (after {checks} checks)");
+        }
+        checks += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(join_all(vec![creator]), [7]);
+    let after = lease(&b, "slow", Duration::from_secs(30)).expect("released when the creator is done");
+    assert!(now(after.release()).unwrap());
+}
+
+/// While one process regenerates an expired value, the other gets the
+/// stale value at once and does not run its creator.
+pub fn stale_served_while_another_process_regenerates(a: Arc<dyn Backend>, b: Arc<dyn Backend>) {
+    let ra = region(a, Duration::from_millis(100));
+    let rb = region(b, Duration::from_millis(100));
+    ra.set("k", 1u32).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let regenerator = std::thread::spawn(move || {
+        ra.get_or_create("k", || {
+            started_tx.send(()).unwrap();
+            go_rx.recv_timeout(HANG).expect("released by the test");
+            2u32
+        })
+        .unwrap()
+    });
+    started_rx.recv_timeout(HANG).expect("regeneration started");
+    let served = rb.get_or_create("k", || -> u32 { panic!("the other process regenerates already") }).unwrap();
+    assert_eq!(served, 1, "the stale value, at once");
+    assert_eq!(rb.stats().stale_served, 1);
+    go_tx.send(()).unwrap();
+    assert_eq!(join_all(vec![regenerator]), [2]);
+    assert_eq!(rb.get::<u32>("k").unwrap(), Some(2));
+}
+
+/// An invalidation in one process is seen by the other (hard: a miss;
+/// soft: regenerated), through the backend.
+pub fn invalidation_seen_by_the_other_process(a: Arc<dyn Backend>, b: Arc<dyn Backend>) {
+    let build = |backend| {
+        Region::builder("conformance")
+            .backend_arc(backend)
+            .expiration(Duration::from_secs(3600))
+            .invalidation_refresh(Duration::ZERO)
+            .build()
+    };
+    let (ra, rb) = (build(a), build(b));
+    ra.set("k", 1u32).unwrap();
+    assert_eq!(rb.get::<u32>("k").unwrap(), Some(1));
+    // Creation times are stamped by the clock: let it move past them.
+    std::thread::sleep(Duration::from_millis(5));
+    ra.invalidate(Invalidation::Hard);
+    assert_eq!(rb.get::<u32>("k").unwrap(), None, "b sees a's hard invalidation");
+    rb.set("j", 1u32).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    rb.invalidate(Invalidation::Soft);
+    assert_eq!(ra.get_or_create("j", || 2u32).unwrap(), 2, "a sees b's soft invalidation and regenerates");
+    assert_eq!(rb.get::<u32>("j").unwrap(), Some(2), "a value created after the invalidation is fresh");
+}
+
+/// The checks of a backend shared between processes, for the pair of
+/// handles made by `$make` (one store, two "processes").
+#[macro_export]
+macro_rules! shared_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            use super::*;
+
+            $crate::shared_suite!(@checks $make;
+                two_processes_create_once,
+                leases_are_exclusive_and_owner_released,
+                an_unextended_lease_expires,
+                keep_alive_holds_a_slow_creators_lease,
+                stale_served_while_another_process_regenerates,
+                invalidation_seen_by_the_other_process
+            );
+        }
+    };
+    (@checks $make:expr; $($check:ident),*) => {
+        $(
+            #[test]
+            fn $check() {
+                let (a, b) = ($make)();
+                conformance::$check(a, b);
+            }
+        )*
+    };
+}
+
 /// One `#[test]` per check for the backend made by `$make`, in a module
 /// named `$name`.
 #[macro_export]
@@ -319,7 +525,8 @@ macro_rules! conformance_suite {
                 creator_error_and_panic_free_the_lock,
                 undecodable_value_is_a_counted_miss,
                 creator_calls_the_cache_for_another_key,
-                should_cache_false_stores_nothing
+                should_cache_false_stores_nothing,
+                async_dogpile
             );
         }
     };
