@@ -7,9 +7,11 @@
 //! frequently used keys under scans. The region does expiry itself, so
 //! moka's TTL machinery would be unused weight.
 
+use crate::config::{BackendSettings, ConfigError};
 use dogpile_core::backend::{Backend, BackendError, BlockingBackend, Value, ValueKind};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use serde::Deserialize;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,5 +172,69 @@ impl BlockingBackend for BoundedMemoryBackend {
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         self.cache.remove(key);
         Ok(())
+    }
+}
+
+/// The settings of the `bounded_memory` backend: how many entries it keeps.
+/// (A weigher is code, so a weighted map is built in code with
+/// [`BoundedMemoryBackend::with_weigher`].)
+///
+/// In a configuration file:
+///
+/// ```toml
+/// [regions.users]
+/// backend = "bounded_memory"
+/// capacity = 10_000
+/// ```
+///
+/// ```
+/// use dogpile_backends::BoundedMemoryConfig;
+///
+/// let backend = BoundedMemoryConfig::new(10_000).build()?;
+/// # let _ = backend;
+/// let err = BoundedMemoryConfig::new(0).build().unwrap_err();
+/// assert!(err.to_string().contains("capacity 0 would keep no entries"));
+/// # Ok::<(), dogpile_backends::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BoundedMemoryConfig {
+    /// The number of entries kept, at least 1.
+    pub capacity: u64,
+}
+
+impl BoundedMemoryConfig {
+    /// Keeps at most `capacity` entries.
+    pub fn new(capacity: u64) -> Self {
+        Self { capacity }
+    }
+
+    /// A [`BoundedMemoryBackend`]; a capacity of 0 is refused (the
+    /// backend would take it as 1, which is surely not what was meant).
+    pub fn build(&self) -> Result<Arc<dyn Backend>, ConfigError> {
+        if self.capacity == 0 {
+            return Err(ConfigError::invalid(
+                Self::NAME,
+                "capacity",
+                "capacity 0 would keep no entries: give at least 1, or use backend = \"null\" to cache nothing",
+            ));
+        }
+        let capacity = usize::try_from(self.capacity).map_err(|_| {
+            ConfigError::invalid(
+                Self::NAME,
+                "capacity",
+                format!("capacity {} is too large for this machine", self.capacity),
+            )
+        })?;
+        Ok(Arc::new(BoundedMemoryBackend::with_capacity(capacity)))
+    }
+}
+
+impl BackendSettings for BoundedMemoryConfig {
+    const NAME: &'static str = "bounded_memory";
+
+    fn build_backend(&self) -> Result<Arc<dyn Backend>, ConfigError> {
+        self.build()
     }
 }

@@ -5,11 +5,16 @@
 //! | [`MemoryBackend`] | concurrent hash map, unbounded | in-process |
 //! | [`BoundedMemoryBackend`] | size-bounded, evicting (S3-FIFO) | in-process |
 //! | [`NullBackend`] | nothing | in-process (every call creates) |
+//!
+//! Each backend module also owns its settings type ([`MemoryConfig`],
+//! [`BoundedMemoryConfig`], [`NullConfig`]); [`config`] builds a backend
+//! from its name and arguments, as read from a configuration file.
 
 mod bounded;
+pub mod config;
 mod memory;
 mod null;
 
-pub use bounded::BoundedMemoryBackend;
-pub use memory::MemoryBackend;
-pub use null::NullBackend;
+pub use bounded::{BoundedMemoryBackend, BoundedMemoryConfig};
+pub use memory::{MemoryBackend, MemoryConfig};
+pub use null::{NullBackend, NullConfig};

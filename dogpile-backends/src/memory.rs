@@ -1,6 +1,8 @@
 //! The unbounded in-process backend.
 
+use crate::config::{BackendSettings, ConfigError};
 use dogpile_core::backend::{Backend, BackendError, BlockingBackend, ObjectMap, Value, ValueKind};
+use serde::Deserialize;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,5 +97,41 @@ impl BlockingBackend for MemoryBackend {
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         self.map.remove(key);
         Ok(())
+    }
+}
+
+/// The settings of the `memory` backend: none today.
+///
+/// In a configuration file:
+///
+/// ```toml
+/// [regions.sessions]
+/// backend = "memory"
+/// ```
+///
+/// ```
+/// use dogpile_backends::MemoryConfig;
+///
+/// let backend = MemoryConfig::default().build()?;
+/// # let _ = backend;
+/// # Ok::<(), dogpile_backends::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MemoryConfig {}
+
+impl MemoryConfig {
+    /// A [`MemoryBackend`].
+    pub fn build(&self) -> Result<Arc<dyn Backend>, ConfigError> {
+        Ok(Arc::new(MemoryBackend::new()))
+    }
+}
+
+impl BackendSettings for MemoryConfig {
+    const NAME: &'static str = "memory";
+
+    fn build_backend(&self) -> Result<Arc<dyn Backend>, ConfigError> {
+        self.build()
     }
 }

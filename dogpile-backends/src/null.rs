@@ -1,6 +1,9 @@
 //! A backend that stores nothing.
 
+use crate::config::{BackendSettings, ConfigError};
 use dogpile_core::backend::{Backend, BackendError, BlockingBackend, Value, ValueKind};
+use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Stores nothing: every `get_or_create` calls its creator. For tests and
@@ -43,5 +46,41 @@ impl BlockingBackend for NullBackend {
     }
     fn delete(&self, _key: &str) -> Result<(), BackendError> {
         Ok(())
+    }
+}
+
+/// The settings of the `null` backend: none.
+///
+/// In a configuration file, to switch a region's caching off:
+///
+/// ```toml
+/// [regions.reports]
+/// backend = "null"
+/// ```
+///
+/// ```
+/// use dogpile_backends::NullConfig;
+///
+/// let backend = NullConfig::default().build()?;
+/// # let _ = backend;
+/// # Ok::<(), dogpile_backends::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NullConfig {}
+
+impl NullConfig {
+    /// A [`NullBackend`].
+    pub fn build(&self) -> Result<Arc<dyn Backend>, ConfigError> {
+        Ok(Arc::new(NullBackend))
+    }
+}
+
+impl BackendSettings for NullConfig {
+    const NAME: &'static str = "null";
+
+    fn build_backend(&self) -> Result<Arc<dyn Backend>, ConfigError> {
+        self.build()
     }
 }
