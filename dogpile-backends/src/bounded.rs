@@ -213,6 +213,11 @@ impl BoundedMemoryConfig {
     /// A [`BoundedMemoryBackend`]; a capacity of 0 is refused (the
     /// backend would take it as 1, which is surely not what was meant).
     pub fn build(&self) -> Result<Arc<dyn Backend>, ConfigError> {
+        Ok(Arc::new(BoundedMemoryBackend::with_capacity(self.entries()?)))
+    }
+
+    /// The capacity as a number of entries, if it is one.
+    fn entries(&self) -> Result<usize, ConfigError> {
         if self.capacity == 0 {
             return Err(ConfigError::invalid(
                 Self::NAME,
@@ -220,19 +225,22 @@ impl BoundedMemoryConfig {
                 "capacity 0 would keep no entries: give at least 1, or use backend = \"null\" to cache nothing",
             ));
         }
-        let capacity = usize::try_from(self.capacity).map_err(|_| {
+        usize::try_from(self.capacity).map_err(|_| {
             ConfigError::invalid(
                 Self::NAME,
                 "capacity",
                 format!("capacity {} is too large for this machine", self.capacity),
             )
-        })?;
-        Ok(Arc::new(BoundedMemoryBackend::with_capacity(capacity)))
+        })
     }
 }
 
 impl BackendSettings for BoundedMemoryConfig {
     const NAME: &'static str = "bounded_memory";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.entries().map(drop)
+    }
 
     fn build_backend(&self) -> Result<Arc<dyn Backend>, ConfigError> {
         self.build()

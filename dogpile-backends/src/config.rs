@@ -28,6 +28,6 @@ mod settings;
 mod table;
 
 pub use args::Args;
-pub use error::ConfigError;
+pub use error::{ConfigError, backend_list, backends_taking};
 pub use settings::BackendSettings;
 pub use table::{BACKENDS, BackendEntry, build, find};

@@ -1,6 +1,6 @@
 //! Why a backend could not be built from configuration.
 
-use super::table::{BACKENDS, find};
+use super::table::{BACKENDS, BackendEntry, find};
 use std::fmt;
 
 /// Why a backend could not be built from its name and arguments.
@@ -24,7 +24,8 @@ pub enum ConfigError {
         /// `dogpile-backends`).
         feature: &'static str,
         /// Whether the backend is written yet: `false` for a planned
-        /// backend that no release provides.
+        /// backend that no release provides (no such feature exists yet,
+        /// so the message does not name it).
         written: bool,
     },
     /// An argument the backend does not take.
@@ -71,24 +72,32 @@ impl ConfigError {
     }
 }
 
-/// "available backends: memory, bounded_memory, null; not compiled in:
-/// redis (cargo feature `redis`), ..."
-pub(crate) fn backend_list() -> String {
-    let compiled: Vec<&str> = BACKENDS.iter().filter(|b| b.compiled).map(|b| b.name).collect();
-    let out: Vec<String> = BACKENDS
+/// The backends to choose from, for messages: "available backends: memory,
+/// bounded_memory, null; not compiled in: redis (cargo feature `redis`),
+/// ..."
+pub fn backend_list() -> String {
+    let names = |keep: fn(&BackendEntry) -> bool| BACKENDS.iter().filter(move |b| keep(b)).map(|b| b.name);
+    let mut list = format!("available backends: {}", names(|b| b.compiled).collect::<Vec<_>>().join(", "));
+    let off: Vec<String> = BACKENDS
         .iter()
-        .filter(|b| !b.compiled)
-        .map(|b| format!("{} (cargo feature `{}`)", b.name, b.feature.unwrap_or("?")))
+        .filter(|b| !b.compiled && b.written)
+        .map(|b| format!("{} (cargo feature `{}`)", b.name, b.feature.unwrap_or(b.name)))
         .collect();
-    let mut list = format!("available backends: {}", compiled.join(", "));
-    if !out.is_empty() {
-        list.push_str(&format!("; not compiled in: {}", out.join(", ")));
+    if !off.is_empty() {
+        list.push_str(&format!("; not compiled in: {}", off.join(", ")));
+    }
+    // Planned backends have no cargo feature yet: naming one would send
+    // the reader after a feature that does not exist.
+    let planned: Vec<&str> = names(|b| !b.written).collect();
+    if !planned.is_empty() {
+        list.push_str(&format!("; not yet available: {}", planned.join(", ")));
     }
     list
 }
 
-/// The compiled-in backends other than `backend` that take `field`.
-pub(crate) fn backends_taking(field: &str, except: &str) -> Vec<&'static str> {
+/// The compiled-in backends other than `except` that take `field`, for
+/// messages about a field given to the wrong backend.
+pub fn backends_taking(field: &str, except: &str) -> Vec<&'static str> {
     BACKENDS.iter().filter(|b| b.name != except && b.fields().contains(&field)).map(|b| b.name).collect()
 }
 
@@ -96,15 +105,14 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::UnknownBackend { name } => write!(f, "unknown backend `{name}`; {}", backend_list()),
-            ConfigError::NotCompiled { backend, feature, written } => {
-                write!(
-                    f,
-                    "the `{backend}` backend is not compiled in: `{backend}` needs the cargo feature `{feature}` of dogpile"
-                )?;
-                if !written {
-                    write!(f, ", which a later release provides (the backend is not written yet)")?;
-                }
-                write!(f, "; {}", backend_list())
+            ConfigError::NotCompiled { backend, feature, written: true } => write!(
+                f,
+                "the `{backend}` backend is not compiled in: `{backend}` needs the cargo feature `{feature}` of dogpile; {}",
+                backend_list()
+            ),
+            // No such feature exists yet: naming it would mislead.
+            ConfigError::NotCompiled { backend, written: false, .. } => {
+                write!(f, "the `{backend}` backend is planned but not available yet; pick another: {}", backend_list())
             }
             ConfigError::UnknownField { backend, field } => {
                 let others = backends_taking(field, backend);
@@ -138,6 +146,20 @@ impl std::error::Error for ConfigError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compiled_out_backend_names_its_feature_and_a_planned_one_does_not() {
+        let off = ConfigError::NotCompiled { backend: "redis", feature: "redis", written: true };
+        assert!(
+            off.to_string().starts_with(
+                "the `redis` backend is not compiled in: `redis` needs the cargo feature `redis` of dogpile; available backends: memory"
+            ),
+            "{off}"
+        );
+        let planned = ConfigError::NotCompiled { backend: "redis", feature: "redis", written: false };
+        assert!(!planned.to_string().contains("feature"), "{planned}");
+        assert!(planned.to_string().contains("not yet available: redis, memcached, file"), "{planned}");
+    }
 
     #[test]
     fn a_field_of_another_backend_is_named_so() {

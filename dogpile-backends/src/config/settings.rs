@@ -15,7 +15,12 @@ pub trait BackendSettings: DeserializeOwned {
     /// The backend's name in configuration (`"memory"`, ...).
     const NAME: &'static str;
 
-    /// Checks the values (those serde cannot, such as a capacity of 0)
-    /// and builds the backend.
+    /// Checks the values that serde cannot (such as a capacity of 0),
+    /// without building anything: run when a configuration is read.
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// Builds the backend (after [`validate`](Self::validate)).
     fn build_backend(&self) -> Result<Arc<dyn Backend>, ConfigError>;
 }

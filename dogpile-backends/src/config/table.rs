@@ -36,7 +36,7 @@ pub struct BackendEntry {
     /// Whether it is compiled into this build.
     pub compiled: bool,
     /// `false` for a backend that is planned but not written yet.
-    written: bool,
+    pub(crate) written: bool,
     /// For a compiled-in backend: its fields and how it is built.
     build: Option<Builder>,
 }
@@ -49,7 +49,7 @@ struct Builder {
 }
 
 fn check<C: BackendSettings>(args: &Args) -> Result<(), ConfigError> {
-    from_args::<C>(C::NAME, args).map(drop)
+    from_args::<C>(C::NAME, args)?.validate()
 }
 
 fn build_backend<C: BackendSettings>(args: &Args) -> Result<Arc<dyn Backend>, ConfigError> {
@@ -86,8 +86,7 @@ impl BackendEntry {
     }
 
     /// Checks `args` without building the backend (no connection is made):
-    /// unknown, missing and mistyped fields. Values are only checked by
-    /// [`build`](Self::build).
+    /// unknown, missing and mistyped fields, and refused values.
     pub fn check(&self, args: &Args) -> Result<(), ConfigError> {
         (self.builder()?.check)(args)
     }
