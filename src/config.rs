@@ -5,7 +5,7 @@
 //! The fields are listed on [`RegionConfig`].
 
 use crate::registry::{self, Slot};
-use dogpile_backends::{BoundedMemoryBackend, MemoryBackend, NullBackend};
+use dogpile_backends::config::{self as backends, Args, ConfigError};
 use dogpile_core::{Backend, Codec, Error, Expiration, Region};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
@@ -18,58 +18,92 @@ mod parse;
 
 pub use parse::parse_duration;
 
-/// The storage backend of a configured region, chosen by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BackendConfig {
-    /// `"memory"`: an unbounded in-process map.
-    Memory,
-    /// `"bounded_memory"`: an in-process map that keeps at most `capacity`
-    /// entries, evicting the least useful.
-    BoundedMemory {
-        /// The number of entries kept, at least 1 (0 is a configuration
-        /// error).
-        capacity: usize,
-    },
-    /// `"null"`: stores nothing; every call runs the function.
-    Null,
-}
-
-/// The backends a configuration can name.
-const BACKENDS: &[&str] = &["memory", "bounded_memory", "null"];
-
-/// Backends of the design that do not exist yet: named in messages so that
-/// `backend = "redis"` says "not yet" rather than "unknown" (no cargo
-/// feature provides them today).
-const PLANNED: &[&str] = &["redis", "memcached", "file"];
-
-/// "available backends: memory, bounded_memory, null; not yet available:
-/// redis, memcached, file"
-fn backend_list() -> String {
-    format!("available backends: {}; not yet available: {}", BACKENDS.join(", "), PLANNED.join(", "))
+/// The storage backend of a configured region: a backend's name and its
+/// own arguments, resolved by the table of
+/// [`dogpile::backends::config`](dogpile_backends::config) (each backend
+/// module owns its settings type, such as
+/// [`BoundedMemoryConfig`](dogpile_backends::BoundedMemoryConfig)).
+///
+/// ```
+/// use dogpile::BackendConfig;
+///
+/// let bounded = BackendConfig::new("bounded_memory").arg("capacity", 10_000);
+/// assert_eq!(bounded.name(), "bounded_memory");
+/// assert_eq!(bounded.args()["capacity"].as_integer(), Some(10_000));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    name: String,
+    args: Args,
 }
 
 impl BackendConfig {
+    /// The backend named `name` (`"memory"`, `"bounded_memory"`, `"null"`,
+    /// ...), with no arguments yet. The name is checked when the region is
+    /// configured.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), args: Args::new() }
+    }
+
+    /// Adds one of the backend's arguments (`capacity` for
+    /// `bounded_memory`, ...).
+    #[must_use]
+    pub fn arg(mut self, field: impl Into<String>, value: impl Into<toml::Value>) -> Self {
+        self.args.insert(field.into(), value.into());
+        self
+    }
+
     /// The backend's configuration name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            BackendConfig::Memory => "memory",
-            BackendConfig::BoundedMemory { .. } => "bounded_memory",
-            BackendConfig::Null => "null",
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The backend's arguments.
+    pub fn args(&self) -> &Args {
+        &self.args
+    }
+
+    /// The backend's row of the table, or why there is none usable.
+    fn entry(&self) -> Result<&'static backends::BackendEntry, FieldError> {
+        let entry = backends::find(&self.name)
+            .ok_or_else(|| field_error(ConfigError::UnknownBackend { name: self.name.clone() }))?;
+        match self.args.keys().find(|f| FIELDS.contains(&f.as_str())) {
+            Some(f) => Err(FieldError {
+                field: f.clone(),
+                message: format!("`{f}` is a setting of the region, not an argument of the `{}` backend", self.name),
+            }),
+            None => Ok(entry),
         }
+    }
+
+    /// Checks the name and the arguments without building the backend.
+    fn check(&self) -> Result<(), FieldError> {
+        self.entry()?.check(&self.args).map_err(field_error)
     }
 
     /// The backend; an error names the field at fault.
     fn build(&self) -> Result<Arc<dyn Backend>, FieldError> {
-        Ok(match self {
-            BackendConfig::Memory => Arc::new(MemoryBackend::new()),
-            BackendConfig::BoundedMemory { capacity: 0 } => {
-                return Err(FieldError { field: "capacity", message: ZERO_CAPACITY.to_owned() });
-            }
-            BackendConfig::BoundedMemory { capacity } => Arc::new(BoundedMemoryBackend::with_capacity(*capacity)),
-            BackendConfig::Null => Arc::new(NullBackend),
-        })
+        self.entry()?.build(&self.args).map_err(field_error)
     }
+}
+
+/// A backend's error, attributed to its field (the backend name when no
+/// argument is at fault). An unknown field that no backend takes may be a
+/// misspelt region setting: those are listed too.
+fn field_error(e: ConfigError) -> FieldError {
+    let field = e.field().unwrap_or("backend").to_owned();
+    let message = match &e {
+        ConfigError::UnknownField { backend, field } if backends::backends_taking(field, backend).is_empty() => {
+            let own = backends::find(backend).map(|b| b.fields()).unwrap_or_default();
+            let own = if own.is_empty() { "it takes none".to_owned() } else { own.join(", ") };
+            format!(
+                "unknown field; expected one of: {}, or a field of the `{backend}` backend ({own})",
+                FIELDS.join(", ")
+            )
+        }
+        _ => e.to_string(),
+    };
+    FieldError { field, message }
 }
 
 /// How to set up one region. Every field is optional: a missing backend
@@ -80,8 +114,8 @@ impl BackendConfig {
 ///
 /// ```toml
 /// [regions.users]
-/// backend = "bounded_memory"  # memory | bounded_memory | null
-/// capacity = 10_000           # bounded_memory only: the number of entries kept
+/// backend = "bounded_memory"  # memory | bounded_memory | null (see `dogpile::backends::config::BACKENDS`)
+/// capacity = 10_000           # the backend's own fields (bounded_memory: the number of entries kept)
 /// expiration = "5m"           # "90s", "5m", "1h", "1h 30m", a number of seconds, or "never" (also -1)
 /// stale_if_error = true       # optional: serve the stale value when regeneration fails
 /// early_refresh = 1.0         # optional: XFetch beta, refresh early before expiry
@@ -101,7 +135,7 @@ impl BackendConfig {
 /// use dogpile::{BackendConfig, RegionConfig};
 ///
 /// let config = RegionConfig::new()
-///     .backend(BackendConfig::BoundedMemory { capacity: 1000 })
+///     .backend(BackendConfig::new("bounded_memory").arg("capacity", 1000))
 ///     .expiration(Duration::from_secs(300));
 /// # let _ = config;
 /// let from_json: RegionConfig = serde_json::from_str(r#"{"backend": "memory", "expiration": "90s"}"#).unwrap();
@@ -177,7 +211,10 @@ impl RegionConfig {
         let backend = match &self.backend {
             Some(b) => b.build().map_err(|e| format!("region `{name}`, field `{}`: {}", e.field, e.message))?,
             None => slot.default_backend().ok_or_else(|| {
-                format!("region `{name}`: no `backend` given and `region!` declares no default; {}", backend_list())
+                format!(
+                    "region `{name}`: no `backend` given and `region!` declares no default; {}",
+                    backends::backend_list()
+                )
             })?,
         };
         let mut builder = Region::builder(name).backend_arc(backend);
@@ -237,12 +274,12 @@ pub struct CacheConfig {
 ///
 /// dogpile::configure(
 ///     "doc_configure_sessions",
-///     RegionConfig::new().backend(BackendConfig::Memory).expiration(Duration::from_secs(60)),
+///     RegionConfig::new().backend(BackendConfig::new("memory")).expiration(Duration::from_secs(60)),
 /// )?;
 /// assert!(SESSIONS.is_configured());
 /// // A second time is a mistake unless asked for.
 /// assert!(dogpile::configure("doc_configure_sessions", RegionConfig::new()).is_err());
-/// dogpile::configure_replace("doc_configure_sessions", RegionConfig::new().backend(BackendConfig::Null))?;
+/// dogpile::configure_replace("doc_configure_sessions", RegionConfig::new().backend(BackendConfig::new("null")))?;
 /// # Ok::<(), dogpile::Error>(())
 /// ```
 pub fn configure(name: &str, config: RegionConfig) -> Result<(), Error> {
@@ -351,16 +388,18 @@ fn apply(items: Vec<Item>, mut problems: Vec<String>) -> Result<(), Error> {
 
 /// The fields of a region, parsed one at a time (so the TOML path can tell
 /// which field of which line failed).
+/// Fields that are not the region's own are the backend's arguments, left
+/// to the backend's settings type.
 #[derive(Default)]
 pub(crate) struct Partial {
     backend: Option<String>,
-    capacity: Option<u64>,
+    args: Args,
     config: RegionConfig,
 }
 
+/// The region's own fields; any other is an argument of its backend.
 pub(crate) const FIELDS: &[&str] = &[
     "backend",
-    "capacity",
     "expiration",
     "replace",
     "stale_if_error",
@@ -373,7 +412,8 @@ pub(crate) const FIELDS: &[&str] = &[
     "clock_skew_tolerance",
 ];
 
-/// Deserializes the value of one field into a [`Partial`].
+/// Deserializes the value of one field (a region's or the backend's) into
+/// a [`Partial`].
 pub(crate) struct FieldSeed<'a> {
     pub(crate) field: &'a str,
     pub(crate) partial: &'a mut Partial,
@@ -386,7 +426,6 @@ impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
         let p = self.partial;
         match self.field {
             "backend" => p.backend = Some(String::deserialize(d)?),
-            "capacity" => p.capacity = Some(u64::deserialize(d)?),
             "expiration" => p.config.expiration = Some(parse::ExpirationValue::deserialize(d)?.0),
             "replace" => p.config.replace = bool::deserialize(d)?,
             "stale_if_error" => p.config.stale_if_error = Some(bool::deserialize(d)?),
@@ -422,64 +461,39 @@ impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
                 p.config.max_value_size = Some(bytes);
             }
             "clock_skew_tolerance" => p.config.clock_skew_tolerance = Some(parse::DurationValue::deserialize(d)?.0),
-            other => return Err(de::Error::unknown_field(other, FIELDS)),
+            arg => {
+                p.args.insert(arg.to_owned(), toml::Value::deserialize(d)?);
+            }
         }
         Ok(())
     }
 }
 
-/// Why `capacity = 0` is refused (the backend would otherwise take it as 1).
-const ZERO_CAPACITY: &str =
-    "capacity 0 would keep no entries: give at least 1, or use backend = \"null\" to cache nothing";
-
 /// A finishing error: which field it concerns.
 pub(crate) struct FieldError {
-    pub(crate) field: &'static str,
+    pub(crate) field: String,
     pub(crate) message: String,
 }
 
 impl Partial {
-    /// Resolves the backend name and its arguments.
+    /// Resolves the backend by name and checks its arguments.
     pub(crate) fn finish(mut self) -> Result<RegionConfig, FieldError> {
-        let err = |field, message| Err(FieldError { field, message });
-        match self.backend.as_deref() {
+        match self.backend {
+            Some(name) => {
+                let backend = BackendConfig { name, args: self.args };
+                backend.check()?;
+                self.config.backend = Some(backend);
+            }
             None => {
-                if self.capacity.is_some() {
-                    return err(
-                        "capacity",
-                        "`capacity` applies to the `bounded_memory` backend, and no backend is set".into(),
-                    );
+                if let Some(field) = self.args.keys().next() {
+                    let takers = backends::backends_taking(field, "");
+                    let message = if takers.is_empty() {
+                        format!("unknown field; expected one of: {}", FIELDS.join(", "))
+                    } else {
+                        format!("`{field}` is a field of the `{}` backend, and no backend is set", takers.join("`, `"))
+                    };
+                    return Err(FieldError { field: field.clone(), message });
                 }
-            }
-            Some("memory") | Some("null") if self.capacity.is_some() => {
-                let b = self.backend.as_deref().unwrap_or_default();
-                return err("capacity", format!("`capacity` applies to the `bounded_memory` backend, not `{b}`"));
-            }
-            Some("memory") => self.config.backend = Some(BackendConfig::Memory),
-            Some("null") => self.config.backend = Some(BackendConfig::Null),
-            Some("bounded_memory") => {
-                let Some(capacity) = self.capacity else {
-                    return err(
-                        "backend",
-                        "the `bounded_memory` backend needs `capacity` (the number of entries kept)".into(),
-                    );
-                };
-                if capacity == 0 {
-                    return err("capacity", ZERO_CAPACITY.to_owned());
-                }
-                let capacity = usize::try_from(capacity).map_err(|_| FieldError {
-                    field: "capacity",
-                    message: format!("capacity {capacity} is too large for this machine"),
-                })?;
-                self.config.backend = Some(BackendConfig::BoundedMemory { capacity });
-            }
-            Some(other) => {
-                let message = if PLANNED.contains(&other) {
-                    format!("the `{other}` backend is planned but not available yet; pick another: {}", backend_list())
-                } else {
-                    format!("unknown backend `{other}`; {}", backend_list())
-                };
-                return err("backend", message);
             }
         }
         Ok(self.config)
@@ -496,16 +510,13 @@ impl<'de> Deserialize<'de> for RegionConfig {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RegionConfig, A::Error> {
                 let mut partial = Partial::default();
-                let mut seen: Vec<&'static str> = Vec::new();
+                let mut seen: Vec<String> = Vec::new();
                 while let Some(field) = map.next_key::<String>()? {
-                    let Some(field) = FIELDS.iter().find(|f| **f == field) else {
-                        return Err(de::Error::unknown_field(&field, FIELDS));
-                    };
-                    if seen.contains(field) {
-                        return Err(de::Error::duplicate_field(field));
+                    if seen.contains(&field) {
+                        return Err(de::Error::custom(format!("field `{field}` given twice")));
                     }
-                    seen.push(field);
-                    map.next_value_seed(FieldSeed { field, partial: &mut partial })
+                    seen.push(field.clone());
+                    map.next_value_seed(FieldSeed { field: &field, partial: &mut partial })
                         .map_err(|e| de::Error::custom(format!("field `{field}`: {e}")))?;
                 }
                 partial.finish().map_err(|e| de::Error::custom(format!("field `{}`: {}", e.field, e.message)))

@@ -155,7 +155,7 @@ fn zero_capacity_is_rejected_in_config() {
 
     let err = dogpile::configure(
         "defects_zero_capacity_code",
-        RegionConfig::new().backend(BackendConfig::BoundedMemory { capacity: 0 }),
+        RegionConfig::new().backend(BackendConfig::new("bounded_memory").arg("capacity", 0)),
     )
     .unwrap_err();
     let m = config_message(&err);

@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 fn memory(name: &str) {
-    dogpile::configure(name, RegionConfig::new().backend(BackendConfig::Memory)).unwrap();
+    dogpile::configure(name, RegionConfig::new().backend(BackendConfig::new("memory"))).unwrap();
 }
 
 // ----- companions -----

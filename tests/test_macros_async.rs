@@ -35,7 +35,9 @@ dogpile::region!(ASYNC, "async_macros");
 
 fn setup() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| dogpile::configure("async_macros", RegionConfig::new().backend(BackendConfig::Memory)).unwrap());
+    ONCE.call_once(|| {
+        dogpile::configure("async_macros", RegionConfig::new().backend(BackendConfig::new("memory"))).unwrap()
+    });
 }
 
 static CALLS: AtomicUsize = AtomicUsize::new(0);

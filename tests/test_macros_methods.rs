@@ -9,7 +9,9 @@ dogpile::region!(METHODS, "methods");
 
 fn setup() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| dogpile::configure("methods", RegionConfig::new().backend(BackendConfig::Memory)).unwrap());
+    ONCE.call_once(|| {
+        dogpile::configure("methods", RegionConfig::new().backend(BackendConfig::new("memory"))).unwrap()
+    });
 }
 
 struct Repo {

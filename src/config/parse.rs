@@ -1,7 +1,7 @@
 //! Parsing configuration values (durations, expirations) and TOML files
 //! with line numbers in every error.
 
-use super::{FIELDS, FieldSeed, Item, Partial, RegionConfig};
+use super::{FieldSeed, Item, Partial, RegionConfig};
 use dogpile_core::Expiration;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
@@ -204,18 +204,13 @@ fn region(text: &str, name: &str, settings: &DeValue<'_>) -> Result<RegionConfig
     let mut errors = Vec::new();
     for (field, value) in table {
         let line = line_of(text, field.span().start);
-        let field_name = field.get_ref().as_ref();
-        let Some(known) = FIELDS.iter().find(|f| **f == field_name) else {
-            errors.push(format!(
-                "region `{name}`, field `{field_name}` (line {line}): unknown field; expected one of: {}",
-                FIELDS.join(", ")
-            ));
-            continue;
-        };
-        lines.push((*known, line));
-        let seed = FieldSeed { field: known, partial: &mut partial };
+        // A field that is not the region's own is an argument of its
+        // backend, checked by the backend's settings type in `finish`.
+        let field = field.get_ref().as_ref();
+        lines.push((field.to_owned(), line));
+        let seed = FieldSeed { field, partial: &mut partial };
         if let Err(e) = seed.deserialize(value.clone().into_deserializer()) {
-            errors.push(format!("region `{name}`, field `{known}` (line {line}): {}", e.message()));
+            errors.push(format!("region `{name}`, field `{field}` (line {line}): {}", e.message()));
         }
     }
     match partial.finish() {
