@@ -119,7 +119,9 @@ fn field_error(e: ConfigError) -> FieldError {
 /// expiration = "5m"           # "90s", "5m", "1h", "1h 30m", a number of seconds, or "never" (also -1)
 /// stale_if_error = true       # optional: serve the stale value when regeneration fails
 /// early_refresh = 1.0         # optional: XFetch beta, refresh early before expiry
-/// lock_timeout = "30s"        # optional: lifetime of a distributed lock
+/// lock_timeout = "30s"        # optional: lifetime of a lease (backends shared between processes)
+/// lease_keep_alive = "10s"    # optional: how often a slow creator's lease is extended (default: lock_timeout / 3)
+/// invalidation_refresh = "1s" # optional: how often an invalidation shared through the backend is read
 /// storage_grace = "10m"       # optional: how long the backend keeps a value past expiry
 /// codec = "postcard"          # optional: postcard | json (byte backends)
 /// value_version = 2           # optional: values written under another version are misses (byte backends)
@@ -154,8 +156,15 @@ pub struct RegionConfig {
     pub stale_if_error: Option<bool>,
     /// Probabilistic early refresh (XFetch beta).
     pub early_refresh: Option<f64>,
-    /// Lifetime of a distributed lock.
+    /// Lifetime of a lease (see
+    /// [`RegionBuilder::lock_timeout`](dogpile_core::RegionBuilder::lock_timeout)).
     pub lock_timeout: Option<Duration>,
+    /// How often a slow creator's lease is extended (see
+    /// [`RegionBuilder::lease_keep_alive`](dogpile_core::RegionBuilder::lease_keep_alive)).
+    pub lease_keep_alive: Option<Duration>,
+    /// How often an invalidation shared through the backend is read (see
+    /// [`RegionBuilder::invalidation_refresh`](dogpile_core::RegionBuilder::invalidation_refresh)).
+    pub invalidation_refresh: Option<Duration>,
     /// How long past expiry a backend keeps a value.
     pub storage_grace: Option<Duration>,
     /// The codec of byte backends.
@@ -230,6 +239,12 @@ impl RegionConfig {
         if let Some(v) = self.lock_timeout {
             builder = builder.lock_timeout(v);
         }
+        if let Some(v) = self.lease_keep_alive {
+            builder = builder.lease_keep_alive(v);
+        }
+        if let Some(v) = self.invalidation_refresh {
+            builder = builder.invalidation_refresh(v);
+        }
         if let Some(v) = self.storage_grace {
             builder = builder.storage_grace(v);
         }
@@ -245,7 +260,10 @@ impl RegionConfig {
         if let Some(v) = self.clock_skew_tolerance {
             builder = builder.clock_skew_tolerance(v);
         }
-        Ok(builder.build())
+        builder.try_build().map_err(|e| match e {
+            dogpile_core::Error::Config(message) => message,
+            other => other.to_string(),
+        })
     }
 }
 
@@ -405,6 +423,8 @@ pub(crate) const FIELDS: &[&str] = &[
     "stale_if_error",
     "early_refresh",
     "lock_timeout",
+    "lease_keep_alive",
+    "invalidation_refresh",
     "storage_grace",
     "codec",
     "value_version",
@@ -439,6 +459,10 @@ impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
                 p.config.early_refresh = Some(beta);
             }
             "lock_timeout" => p.config.lock_timeout = Some(parse::DurationValue::deserialize(d)?.0),
+            "lease_keep_alive" => p.config.lease_keep_alive = Some(parse::DurationValue::deserialize(d)?.0),
+            "invalidation_refresh" => {
+                p.config.invalidation_refresh = Some(parse::DurationValue::deserialize(d)?.0);
+            }
             "storage_grace" => p.config.storage_grace = Some(parse::DurationValue::deserialize(d)?.0),
             "codec" => {
                 let name = String::deserialize(d)?;

@@ -11,6 +11,8 @@ dogpile::region!(BOUNDED, "backends_bounded");
 dogpile::region!(NULL, "backends_null");
 dogpile::region!(IN_CODE, "backends_in_code");
 dogpile::region!(UNTOUCHED, "backends_untouched");
+dogpile::region!(LEASE_BAD, "lease_misconfigured");
+dogpile::region!(LEASE_OK, "lease_configured");
 
 fn message(e: &Error) -> String {
     match e {
@@ -152,8 +154,8 @@ fn a_field_of_another_backend_names_region_field_and_backends() {
     assert_eq!(
         toml_error("backend = \"bounded_memory\"\ncapacity = 5\ncapasity = 6\n"),
         "region `backends_untouched`, field `capasity` (line 4): unknown field; expected one of: backend, expiration, \
-         replace, stale_if_error, early_refresh, lock_timeout, storage_grace, codec, value_version, max_value_size, \
-         clock_skew_tolerance, or a field of the `bounded_memory` backend (capacity)"
+         replace, stale_if_error, early_refresh, lock_timeout, lease_keep_alive, invalidation_refresh, storage_grace, \
+         codec, value_version, max_value_size, clock_skew_tolerance, or a field of the `bounded_memory` backend (capacity)"
     );
     let err = serde_json::from_str::<RegionConfig>(r#"{"backend": "memory", "capacity": 5}"#).unwrap_err();
     assert!(
@@ -190,4 +192,19 @@ fn a_bad_capacity_is_refused_with_its_line() {
         err.to_string().contains("field `capacity`: `capacity` of the `bounded_memory` backend: capacity 0"),
         "{err}"
     );
+}
+
+#[test]
+fn a_lease_keep_alive_not_shorter_than_the_lease_is_refused_naming_the_region() {
+    let err = dogpile::configure_from_toml(
+        "[regions.lease_misconfigured]\nbackend = \"memory\"\nlock_timeout = \"10s\"\nlease_keep_alive = \"10s\"\n",
+    )
+    .unwrap_err();
+    let m = message(&err);
+    assert!(m.contains("lease_misconfigured") && m.contains("keep-alive") && m.contains("lock_timeout"), "{m}");
+    let ok = dogpile::configure_from_toml(
+        "[regions.lease_configured]\nbackend = \"memory\"\nlock_timeout = \"10s\"\nlease_keep_alive = \"2s\"\ninvalidation_refresh = \"250ms\"\n",
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    assert!(!LEASE_BAD.is_configured() && LEASE_OK.is_configured());
 }
