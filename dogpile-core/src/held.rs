@@ -19,6 +19,7 @@ pub(crate) enum Origin {
     Blocking,
     /// The blocking interface of a backend that may block, used from async
     /// code: released on tokio's blocking pool.
+    #[cfg(feature = "tokio")]
     Offloaded,
     /// The async interface.
     Async,
@@ -54,6 +55,7 @@ impl LeaseGuard {
         let result = match self.origin {
             Origin::Async => lease.release().await,
             Origin::Blocking => block_on(lease.release()),
+            #[cfg(feature = "tokio")]
             Origin::Offloaded => offload_release(lease).await,
         };
         self.report(result);
@@ -84,11 +86,6 @@ async fn offload_release(lease: Arc<dyn Lease>) -> Result<bool, BackendError> {
     tokio::task::spawn_blocking(move || block_on(lease.release()))
         .await
         .unwrap_or_else(|e| Err(BackendError::new("dogpile", format!("lease release task failed: {e}"))))
-}
-
-#[cfg(not(feature = "tokio"))]
-async fn offload_release(lease: Arc<dyn Lease>) -> Result<bool, BackendError> {
-    block_on(lease.release())
 }
 
 impl Drop for LeaseGuard {
