@@ -30,7 +30,15 @@ impl Region {
         match b.blocking() {
             Some(s) if b.never_blocks() => Ok(AsyncIo::Direct(s)),
             #[cfg(feature = "tokio")]
-            Some(_) => Ok(AsyncIo::Offload(b)),
+            Some(_) if tokio::runtime::Handle::try_current().is_ok() => Ok(AsyncIo::Offload(b)),
+            #[cfg(feature = "tokio")]
+            Some(_) => Err(Error::Unsupported(format!(
+                "region `{}`: the `{}` backend has only a blocking interface, which async calls run on tokio's \
+                 blocking pool, but this call is not inside a tokio runtime; call it from a tokio task or use the \
+                 blocking API",
+                self.inner.name,
+                b.name()
+            ))),
             #[cfg(not(feature = "tokio"))]
             Some(_) => Err(Error::Unsupported(format!(
                 "region `{}`: the `{}` backend has only a blocking interface, and calling it from async code would \

@@ -391,6 +391,7 @@ impl Region {
         let skeys = self.storage_keys(keys);
         let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
         let io = self.blocking_io()?;
+        self.refresh_invalidation(io);
         let values = self.checked_slots(refs.len(), io.get_multi(&refs))?;
         Ok(self.fresh_slots(&refs, values))
     }
@@ -470,6 +471,7 @@ impl Region {
         let mut ready: HashMap<&str, T> = HashMap::with_capacity(unique.len());
         let refs: Vec<&str> = order.iter().map(|&i| &*skeys[i]).collect();
         let io = self.blocking_io()?;
+        self.refresh_invalidation(io);
         let first = self.checked_slots(refs.len(), io.get_multi(&refs))?;
 
         // One flow per key, in storage-key order (so two multi-key callers

@@ -402,6 +402,7 @@ impl Region {
         let io = self.async_io()?;
         let skeys = self.storage_keys(keys);
         let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
+        self.refresh_invalidation_async(&io).await;
         let values = self.checked_slots(refs.len(), io.get_multi(&refs).await)?;
         Ok(self.fresh_slots(&refs, values))
     }
@@ -480,6 +481,7 @@ impl Region {
         let Plan { unique, skeys, order, aliases } = self.plan(keys);
         let mut ready: HashMap<&str, T> = HashMap::with_capacity(unique.len());
         let refs: Vec<&str> = order.iter().map(|&i| &*skeys[i]).collect();
+        self.refresh_invalidation_async(&io).await;
         let first = self.checked_slots(refs.len(), io.get_multi(&refs).await)?;
 
         let mut claims: Vec<Claim<'_>> = Vec::new();

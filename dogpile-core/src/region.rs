@@ -257,7 +257,7 @@ impl Region {
     }
 
     /// Reads the backend's invalidation if due (blocking callers).
-    fn refresh_invalidation(&self, io: &dyn crate::backend::BlockingBackend) {
+    pub(crate) fn refresh_invalidation(&self, io: &dyn crate::backend::BlockingBackend) {
         if self.invalidation_refresh_due() {
             match io.load_invalidation(&self.inner.name) {
                 Ok(word) => self.adopt_invalidation(word),
