@@ -5,6 +5,7 @@
 //! | [`MemoryBackend`] | concurrent hash map, unbounded | in-process |
 //! | [`BoundedMemoryBackend`] | size-bounded, evicting (S3-FIFO) | in-process |
 //! | [`NullBackend`] | nothing | in-process (every call creates) |
+//! | `MemcachedBackend` (feature `memcached`) | one or many memcached servers, ketama or rendezvous | lease item owned by its CAS |
 //!
 //! Each backend module also owns its settings type ([`MemoryConfig`],
 //! [`BoundedMemoryConfig`], [`NullConfig`]); [`config`] builds a backend
@@ -12,9 +13,13 @@
 
 mod bounded;
 pub mod config;
+#[cfg(feature = "memcached")]
+pub mod memcached;
 mod memory;
 mod null;
 
 pub use bounded::{BoundedMemoryBackend, BoundedMemoryConfig};
+#[cfg(feature = "memcached")]
+pub use memcached::{MemcachedBackend, MemcachedConfig};
 pub use memory::{MemoryBackend, MemoryConfig};
 pub use null::{NullBackend, NullConfig};

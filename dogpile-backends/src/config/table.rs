@@ -21,9 +21,14 @@ pub const BACKENDS: &[BackendEntry] = &[
     // cargo feature (same name in dogpile-backends and dogpile) land. No
     // feature exists yet, so there is nothing to `cfg` on.
     BackendEntry::planned("redis", "redis"),
-    BackendEntry::planned("memcached", "memcached"),
+    MEMCACHED,
     BackendEntry::planned("file", "file"),
 ];
+
+#[cfg(feature = "memcached")]
+const MEMCACHED: BackendEntry = BackendEntry::compiled::<crate::MemcachedConfig>(Some("memcached"));
+#[cfg(not(feature = "memcached"))]
+const MEMCACHED: BackendEntry = BackendEntry::compiled_out("memcached", "memcached");
 
 /// One backend a configuration can name.
 #[derive(Clone, Copy)]

@@ -1,0 +1,208 @@
+//! The settings of the memcached backend, by name in configuration.
+
+use super::hashing::{Distribution, Node};
+use super::pool::Timeouts;
+use super::{MAX_KEY, MemcachedBackend, TAG_LEN};
+use crate::config::{BackendSettings, ConfigError};
+use dogpile_core::Backend;
+use dogpile_core::backend::BackendError;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The settings of the `memcached` backend.
+///
+/// In a configuration file:
+///
+/// ```toml
+/// [regions.users]
+/// backend = "memcached"
+/// servers = ["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211:2"]
+/// distribution = "ketama"      # or "ketama_md5", "ketama_weighted", "rendezvous"
+/// namespace = "app1:"
+/// io_timeout_ms = 500
+/// ```
+///
+/// ```
+/// use dogpile_backends::MemcachedConfig;
+///
+/// let config = MemcachedConfig { servers: vec!["127.0.0.1:11211".into()], ..Default::default() };
+/// let backend = config.build()?; // connects on first use
+/// # let _ = backend;
+/// # Ok::<(), dogpile_backends::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MemcachedConfig {
+    /// The servers, in order: `host:port`, or `host:port:weight` (weight 1
+    /// by default; the order and the names decide placement, as in
+    /// libmemcached). Default: `127.0.0.1:11211`.
+    pub servers: Vec<String>,
+    /// How keys are spread: `"ketama"` (default), `"ketama_md5"`,
+    /// `"ketama_weighted"`, `"rendezvous"`. See [`Distribution`].
+    pub distribution: DistributionName,
+    /// Prepended to every item the backend writes (at most 100 bytes, no
+    /// spaces or control characters), so that several applications can
+    /// share servers.
+    pub namespace: String,
+    /// Connection timeout, in milliseconds (default 1000).
+    pub connect_timeout_ms: u64,
+    /// Timeout of each read and write, in milliseconds (default 1000).
+    pub io_timeout_ms: u64,
+    /// How long a server that could not be reached stays out of the
+    /// placement before it is tried again, in milliseconds (default 2000).
+    pub retry_dead_ms: u64,
+    /// Idle connections kept per server (default 16).
+    pub max_idle: usize,
+    /// The largest value stored, in bytes (default 1 MiB, memcached's
+    /// default item size, less room for the item's header); larger values
+    /// are an error of the region's `set`, never sent.
+    pub max_value_size: usize,
+}
+
+/// A [`Distribution`] by its name in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DistributionName {
+    /// [`Distribution::Ketama`].
+    #[default]
+    Ketama,
+    /// [`Distribution::KetamaMd5`].
+    KetamaMd5,
+    /// [`Distribution::KetamaWeighted`].
+    KetamaWeighted,
+    /// [`Distribution::Rendezvous`].
+    Rendezvous,
+}
+
+impl From<DistributionName> for Distribution {
+    fn from(d: DistributionName) -> Self {
+        match d {
+            DistributionName::Ketama => Distribution::Ketama,
+            DistributionName::KetamaMd5 => Distribution::KetamaMd5,
+            DistributionName::KetamaWeighted => Distribution::KetamaWeighted,
+            DistributionName::Rendezvous => Distribution::Rendezvous,
+        }
+    }
+}
+
+impl Default for MemcachedConfig {
+    fn default() -> Self {
+        MemcachedConfig {
+            servers: vec!["127.0.0.1:11211".into()],
+            distribution: DistributionName::Ketama,
+            namespace: String::new(),
+            connect_timeout_ms: 1000,
+            io_timeout_ms: 1000,
+            retry_dead_ms: 2000,
+            max_idle: 16,
+            max_value_size: 1024 * 1024 - 1024,
+        }
+    }
+}
+
+fn invalid(field: &str, message: String) -> ConfigError {
+    ConfigError::InvalidValue { backend: "memcached", field: Some(field.into()), message }
+}
+
+/// `host:port[:weight]`, `host` alone on port 11211, `[v6]:port[:weight]`.
+fn parse_server(spec: &str) -> Result<Node, String> {
+    let bad = || format!("{spec:?} is not `host:port` or `host:port:weight`");
+    let (host, rest) = if let Some(v6) = spec.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']').ok_or_else(bad)?;
+        (format!("[{host}]"), rest.strip_prefix(':').unwrap_or(rest))
+    } else {
+        match spec.split_once(':') {
+            Some((h, rest)) => (h.to_owned(), rest),
+            None => (spec.to_owned(), ""),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    let mut parts = rest.split(':').filter(|p| !p.is_empty());
+    let port = parts.next().map_or(Ok(11211), |p| p.parse::<u16>().map_err(|_| bad()))?;
+    let weight = parts.next().map_or(Ok(1), |w| w.parse::<u32>().map_err(|_| bad()))?;
+    if parts.next().is_some() || weight == 0 || port == 0 {
+        return Err(bad());
+    }
+    Ok(Node { host, port, weight })
+}
+
+impl MemcachedConfig {
+    fn nodes(&self) -> Result<Vec<Node>, ConfigError> {
+        if self.servers.is_empty() {
+            return Err(invalid("servers", "at least one server is needed".into()));
+        }
+        self.servers.iter().map(|s| parse_server(s).map_err(|m| invalid("servers", m))).collect()
+    }
+
+    fn checked(&self) -> Result<Vec<Node>, ConfigError> {
+        let nodes = self.nodes()?;
+        if self.namespace.len() > 100 || self.namespace.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(invalid("namespace", "at most 100 bytes, without spaces or control characters".into()));
+        }
+        for (field, v) in [("connect_timeout_ms", self.connect_timeout_ms), ("io_timeout_ms", self.io_timeout_ms)] {
+            if v == 0 {
+                return Err(invalid(field, "a timeout of 0 would wait forever; give milliseconds".into()));
+            }
+        }
+        if self.max_value_size == 0 {
+            return Err(invalid("max_value_size", "must be at least 1 byte".into()));
+        }
+        debug_assert!(MAX_KEY - 100 - TAG_LEN >= 70);
+        Ok(nodes)
+    }
+
+    /// The backend itself (no connection is made until first use).
+    pub fn backend(&self) -> Result<MemcachedBackend, BackendError> {
+        let nodes = self.checked().map_err(|e| BackendError::new("memcached", e.to_string()))?;
+        let timeouts = Timeouts {
+            connect: Duration::from_millis(self.connect_timeout_ms),
+            io: Duration::from_millis(self.io_timeout_ms),
+            retry_dead: Duration::from_millis(self.retry_dead_ms),
+            max_idle: self.max_idle,
+            max_value: self.max_value_size,
+        };
+        Ok(MemcachedBackend::from_parts(nodes, self.distribution.into(), self.namespace.clone(), timeouts))
+    }
+
+    /// A [`MemcachedBackend`], for a region.
+    pub fn build(&self) -> Result<Arc<dyn Backend>, ConfigError> {
+        self.checked()?;
+        let backend = self.backend().map_err(|e| invalid("servers", e.to_string()))?;
+        Ok(Arc::new(backend))
+    }
+}
+
+impl BackendSettings for MemcachedConfig {
+    const NAME: &'static str = "memcached";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.checked().map(drop)
+    }
+
+    fn build_backend(&self) -> Result<Arc<dyn Backend>, ConfigError> {
+        self.build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_specs() {
+        let n = parse_server("10.0.0.1:11311:3").unwrap();
+        assert_eq!((n.host.as_str(), n.port, n.weight), ("10.0.0.1", 11311, 3));
+        let n = parse_server("cache").unwrap();
+        assert_eq!((n.host.as_str(), n.port, n.weight), ("cache", 11211, 1));
+        let n = parse_server("[::1]:11212").unwrap();
+        assert_eq!((n.host.as_str(), n.port), ("[::1]", 11212));
+        for bad in ["", "a:b", "a:1:0", "a:1:2:3", "a b:1"] {
+            assert!(parse_server(bad).is_err(), "{bad}");
+        }
+    }
+}
