@@ -52,7 +52,13 @@ fn check_vectors(file: &str, servers: &[&str], distribution: Distribution) {
             wrong.push((key.clone(), server.clone(), got));
         }
     }
-    assert!(wrong.is_empty(), "{file}: {} of {} rows differ, e.g. {:?}", wrong.len(), rows.len(), &wrong[..wrong.len().min(3)]);
+    assert!(
+        wrong.is_empty(),
+        "{file}: {} of {} rows differ, e.g. {:?}",
+        wrong.len(),
+        rows.len(),
+        &wrong[..wrong.len().min(3)]
+    );
 }
 
 trait ParseConfig {
@@ -68,7 +74,11 @@ impl ParseConfig for &str {
 
 #[test]
 fn ketama_matches_libmemcached_plain3() {
-    check_vectors("ketama-plain3.tsv", &["127.0.0.1:11211", "127.0.0.1:11212", "127.0.0.1:11213"], Distribution::Ketama);
+    check_vectors(
+        "ketama-plain3.tsv",
+        &["127.0.0.1:11211", "127.0.0.1:11212", "127.0.0.1:11213"],
+        Distribution::Ketama,
+    );
 }
 
 #[test]

@@ -197,8 +197,7 @@ mod tests {
 
     #[test]
     fn rendezvous_moves_only_the_removed_servers_keys() {
-        let nodes: Vec<Node> =
-            (0..3).map(|i| Node { host: "127.0.0.1".into(), port: 11211 + i, weight: 1 }).collect();
+        let nodes: Vec<Node> = (0..3).map(|i| Node { host: "127.0.0.1".into(), port: 11211 + i, weight: 1 }).collect();
         let all = Ring::new(Distribution::Rendezvous, &nodes, &[0, 1, 2]);
         let without = Ring::new(Distribution::Rendezvous, &nodes, &[0, 2]);
         let mut seen = [0; 3];

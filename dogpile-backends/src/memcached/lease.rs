@@ -5,7 +5,7 @@
 //! taken by another process is never touched by its first owner.
 
 use super::pool::Pool;
-use super::protocol::{Reply, exptime};
+use super::protocol::{Reply, lease_exptime};
 use dogpile_core::backend::{BackendError, BoxFuture, Lease, ready};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,7 +34,7 @@ impl MemcachedLease {
         let cas = self.cas.load(Ordering::Acquire);
         let flags = format!("C{cas} c");
         let reply = self.pool.run(&self.route, |c| {
-            c.push_set(&self.key, self.token.as_bytes(), exptime(Some(ttl)), &flags);
+            c.push_set(&self.key, self.token.as_bytes(), lease_exptime(ttl), &flags);
             c.round_trip(1)
         })?;
         match reply.first() {

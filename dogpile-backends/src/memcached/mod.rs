@@ -34,13 +34,11 @@ mod settings;
 pub use hashing::Distribution;
 pub use settings::{DistributionName, MemcachedConfig};
 
-use dogpile_core::backend::{
-    Acquire, Backend, BackendError, BlockingBackend, KeyLimits, Leased, Value, ValueKind,
-};
+use dogpile_core::backend::{Acquire, Backend, BackendError, BlockingBackend, KeyLimits, Leased, Value, ValueKind};
 use hashing::Node;
 use lease::{MemcachedLease, new_token};
 use pool::{Failure, Pool, Timeouts};
-use protocol::{Conn, Reply, exptime};
+use protocol::{Conn, Reply, exptime, lease_exptime};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -131,7 +129,7 @@ impl MemcachedBackend {
                 NAME,
                 format!(
                     "the value of {key:?} is {len} bytes, over the largest item of {max} bytes \
-                     (`max_value_size`; memcached's own limit is set with `memcached -I`, 1 MiB by default)"
+                     (`item_size_max`; memcached's own limit is set with `memcached -I`, 1 MiB by default)"
                 ),
             ));
         }
@@ -331,7 +329,7 @@ impl MemcachedBackend {
         let route = self.value_key(key);
         let lease_key = self.lease_key(key);
         let token = new_token();
-        let t = exptime(Some(ttl));
+        let t = lease_exptime(ttl);
         let replies = self.pool.run(&route, |c| {
             c.push_set(&lease_key, token.as_bytes(), t, "ME c");
             if read {

@@ -150,7 +150,10 @@ impl Conn {
         self.line.clear();
         let got = (&mut self.reader).take(MAX_LINE as u64).read_until(b'\n', &mut self.line)?;
         if got == 0 {
-            return Err(ConnError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection")));
+            return Err(ConnError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )));
         }
         if !self.line.ends_with(b"\r\n") {
             return Err(ConnError::Garbage(format!("a reply line without CRLF within {MAX_LINE} bytes")));
@@ -169,7 +172,10 @@ impl Conn {
                     .and_then(|t| t.parse().ok())
                     .ok_or_else(|| ConnError::Garbage(format!("bad value header {line:?}")))?;
                 if len > self.max_value {
-                    return Err(ConnError::Garbage(format!("a value of {len} bytes (the limit is {})", self.max_value)));
+                    return Err(ConnError::Garbage(format!(
+                        "a value of {len} bytes (the limit is {})",
+                        self.max_value
+                    )));
                 }
                 let mut data = vec![0; len + 2];
                 self.reader.read_exact(&mut data)?;
@@ -212,6 +218,14 @@ pub(crate) fn exptime(ttl: Option<Duration>) -> u32 {
     u32::try_from(now + secs).unwrap_or(u32::MAX)
 }
 
+/// `T` of a lease: one second more than [`exptime`], because memcached's
+/// clock ticks once a second and an item set with `T1` expires at the next
+/// tick, which may come at once: a lease extended every third of its time
+/// to live must outlive the tick.
+pub(crate) fn lease_exptime(ttl: Duration) -> u32 {
+    exptime(Some(ttl)).saturating_add(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +236,7 @@ mod tests {
         assert_eq!(exptime(Some(Duration::from_millis(1))), 1);
         assert_eq!(exptime(Some(Duration::from_millis(1500))), 2);
         assert_eq!(exptime(Some(Duration::from_secs(60))), 60);
+        assert_eq!(lease_exptime(Duration::from_millis(300)), 2);
         assert!(exptime(Some(Duration::from_secs(31 * 24 * 3600))) > 1_700_000_000);
     }
 }

@@ -58,7 +58,7 @@ pub struct MemcachedConfig {
     /// The largest value stored, in bytes (default 1 MiB, memcached's
     /// default item size, less room for the item's header); larger values
     /// are an error of the region's `set`, never sent.
-    pub max_value_size: usize,
+    pub item_size_max: usize,
 }
 
 /// A [`Distribution`] by its name in configuration.
@@ -98,7 +98,7 @@ impl Default for MemcachedConfig {
             io_timeout_ms: 1000,
             retry_dead_ms: 2000,
             max_idle: 16,
-            max_value_size: 1024 * 1024 - 1024,
+            item_size_max: 1024 * 1024 - 1024,
         }
     }
 }
@@ -149,8 +149,8 @@ impl MemcachedConfig {
                 return Err(invalid(field, "a timeout of 0 would wait forever; give milliseconds".into()));
             }
         }
-        if self.max_value_size == 0 {
-            return Err(invalid("max_value_size", "must be at least 1 byte".into()));
+        if self.item_size_max == 0 {
+            return Err(invalid("item_size_max", "must be at least 1 byte".into()));
         }
         debug_assert!(MAX_KEY - 100 - TAG_LEN >= 70);
         Ok(nodes)
@@ -164,7 +164,7 @@ impl MemcachedConfig {
             io: Duration::from_millis(self.io_timeout_ms),
             retry_dead: Duration::from_millis(self.retry_dead_ms),
             max_idle: self.max_idle,
-            max_value: self.max_value_size,
+            max_value: self.item_size_max,
         };
         Ok(MemcachedBackend::from_parts(nodes, self.distribution.into(), self.namespace.clone(), timeouts))
     }
