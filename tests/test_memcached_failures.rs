@@ -347,3 +347,31 @@ fn a_value_over_the_item_size_is_a_clear_counted_error() {
     assert_eq!(BIG_CALLS.load(Ordering::SeqCst), 2);
     assert!(BIG.region().unwrap().stats().backend_errors >= 1);
 }
+
+/// A server started with text-protocol authentication (`memcached -Y`):
+/// the right user and password work; a wrong password is a clear error,
+/// not a server marked dead.
+#[test]
+fn text_protocol_authentication() {
+    let dir = std::env::temp_dir().join(format!("dogpile-mc-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth");
+    std::fs::write(&file, "app:s3cret\n").unwrap();
+    let server = Server::start_with(&["-Y", file.to_str().unwrap()]);
+    let mut c = config(&[&server], &namespace());
+    c.username = Some("app".into());
+    c.password = Some("s3cret".into());
+    assert!(!format!("{c:?}").contains("s3cret"), "the password stays out of Debug");
+    let region = Region::builder("mc_auth").backend(c.backend().unwrap()).build();
+    assert_eq!(region.get_or_create("k", || 3u8).unwrap(), 3);
+    assert_eq!(region.get::<u8>("k").unwrap(), Some(3));
+    c.password = Some("wrong".into());
+    let region = Region::builder("mc_auth").backend(c.backend().unwrap()).build();
+    let err = region.get::<u8>("k").unwrap_err();
+    assert!(err.to_string().contains("authentication as \"app\" refused"), "{err}");
+    c.username = None;
+    c.password = None;
+    let region = Region::builder("mc_auth").backend(c.backend().unwrap()).build();
+    assert!(region.get::<u8>("k").is_err(), "no credentials: refused by the server");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,6 +27,8 @@ pub(crate) struct Timeouts {
     pub(crate) retry_dead: Duration,
     pub(crate) max_idle: usize,
     pub(crate) max_value: usize,
+    /// memcached's text-protocol authentication: (user, password).
+    pub(crate) auth: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -127,7 +129,7 @@ impl Pool {
 
     fn connect(&self, idx: usize) -> Result<Conn, ConnError> {
         let t = &self.timeouts;
-        Conn::connect(&self.servers[idx].addr, t.connect, t.io, t.max_value).map_err(ConnError::Io)
+        Conn::connect(&self.servers[idx].addr, t.connect, t.io, t.max_value, t.auth.as_ref())
     }
 
     /// Runs `op` on a connection to server `idx`: an idle one first (a
@@ -156,6 +158,7 @@ impl Pool {
         }
         let mut conn = match self.connect(idx) {
             Ok(conn) => conn,
+            Err(e @ ConnError::Server(_)) => return Err(Failure::Refused(self.error(idx, &e))),
             Err(e) => {
                 self.mark_dead(idx);
                 return Err(Failure::Down(self.error(idx, &e)));

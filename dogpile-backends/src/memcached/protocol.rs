@@ -66,8 +66,41 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Connects with a timeout for the connection and for every read and write.
-    pub(crate) fn connect(addr: &str, connect: Duration, io: Duration, max_value: usize) -> io::Result<Conn> {
+    /// Connects with a timeout for the connection and for every read and
+    /// write, and authenticates when `auth` (user, password) is given.
+    pub(crate) fn connect(
+        addr: &str,
+        connect: Duration,
+        io: Duration,
+        max_value: usize,
+        auth: Option<&(String, String)>,
+    ) -> Result<Conn, ConnError> {
+        let mut conn = Conn::open(addr, connect, io, max_value)?;
+        if let Some((user, password)) = auth {
+            conn.authenticate(user, password)?;
+        }
+        Ok(conn)
+    }
+
+    /// memcached's text-protocol authentication (`memcached -Y <authfile>`):
+    /// a first `set` whose data is `<user> <password>`, answered `STORED`.
+    fn authenticate(&mut self, user: &str, password: &str) -> Result<(), ConnError> {
+        let data = format!("{user} {password}");
+        let request = format!("set auth 0 0 {}\r\n{data}\r\n", data.len());
+        self.reader.get_mut().write_all(request.as_bytes())?;
+        self.line.clear();
+        (&mut self.reader).take(MAX_LINE as u64).read_until(b'\n', &mut self.line)?;
+        if self.line == b"STORED\r\n" {
+            return Ok(());
+        }
+        let reply = String::from_utf8_lossy(&self.line).trim_end().to_owned();
+        // A refusal, not a dead server: the same answer comes every time.
+        Err(ConnError::Server(format!(
+            "authentication as {user:?} refused ({reply}); check `username`/`password` against the server's -Y file"
+        )))
+    }
+
+    fn open(addr: &str, connect: Duration, io: Duration, max_value: usize) -> io::Result<Conn> {
         let mut last = None;
         let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
         for a in addrs {

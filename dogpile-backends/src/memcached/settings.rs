@@ -21,6 +21,8 @@ use std::time::Duration;
 /// distribution = "ketama"      # or "ketama_md5", "ketama_weighted", "rendezvous"
 /// namespace = "app1:"
 /// io_timeout_ms = 500
+/// # username = "app"        # memcached -Y authentication
+/// # password = "secret"
 /// ```
 ///
 /// ```
@@ -31,7 +33,7 @@ use std::time::Duration;
 /// # let _ = backend;
 /// # Ok::<(), dogpile_backends::config::ConfigError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct MemcachedConfig {
@@ -59,6 +61,29 @@ pub struct MemcachedConfig {
     /// default item size, less room for the item's header); larger values
     /// are an error of the region's `set`, never sent.
     pub item_size_max: usize,
+    /// A user name for memcached's text-protocol authentication (servers
+    /// started with `memcached -Y <authfile>`); with [`password`](Self::password).
+    /// SASL (binary protocol only) is not supported.
+    pub username: Option<String>,
+    /// The password of [`username`](Self::username).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for MemcachedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemcachedConfig")
+            .field("servers", &self.servers)
+            .field("distribution", &self.distribution)
+            .field("namespace", &self.namespace)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("io_timeout_ms", &self.io_timeout_ms)
+            .field("retry_dead_ms", &self.retry_dead_ms)
+            .field("max_idle", &self.max_idle)
+            .field("item_size_max", &self.item_size_max)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A [`Distribution`] by its name in configuration.
@@ -99,6 +124,8 @@ impl Default for MemcachedConfig {
             retry_dead_ms: 2000,
             max_idle: 16,
             item_size_max: 1024 * 1024 - 1024,
+            username: None,
+            password: None,
         }
     }
 }
@@ -149,6 +176,15 @@ impl MemcachedConfig {
                 return Err(invalid(field, "a timeout of 0 would wait forever; give milliseconds".into()));
             }
         }
+        let auth = [&self.username, &self.password];
+        if auth.iter().any(|v| v.is_some()) && !auth.iter().all(|v| v.is_some()) {
+            return Err(invalid("username", "`username` and `password` go together".into()));
+        }
+        if self.username.as_deref().is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace))
+            || self.password.as_deref().is_some_and(|p| p.contains(['\r', '\n']))
+        {
+            return Err(invalid("username", "a user name without spaces, a password on one line".into()));
+        }
         if self.item_size_max == 0 {
             return Err(invalid("item_size_max", "must be at least 1 byte".into()));
         }
@@ -165,6 +201,7 @@ impl MemcachedConfig {
             retry_dead: Duration::from_millis(self.retry_dead_ms),
             max_idle: self.max_idle,
             max_value: self.item_size_max,
+            auth: self.username.clone().zip(self.password.clone()),
         };
         Ok(MemcachedBackend::from_parts(nodes, self.distribution.into(), self.namespace.clone(), timeouts))
     }
