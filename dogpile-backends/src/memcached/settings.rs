@@ -188,7 +188,7 @@ impl MemcachedConfig {
         if self.item_size_max == 0 {
             return Err(invalid("item_size_max", "must be at least 1 byte".into()));
         }
-        debug_assert!(MAX_KEY - 100 - TAG_LEN >= 70);
+        const { assert!(MAX_KEY - 100 - TAG_LEN >= 70, "a 100-byte namespace leaves room for mapped keys") };
         Ok(nodes)
     }
 
