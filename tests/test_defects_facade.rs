@@ -226,7 +226,7 @@ fn planned_backend_does_not_name_a_feature_that_does_not_exist() {
     let m = config_message(&err);
     assert!(!m.contains("feature"), "names a cargo feature that does not exist: {m}");
     assert!(m.contains("region `defects_planned_backend`, field `backend` (line 2)"), "{m}");
-    assert!(m.contains("not yet available: redis, memcached, file"), "{m}");
+    assert!(m.contains("not yet available: redis"), "{m}");
     assert!(m.contains("available backends: memory, bounded_memory, null"), "{m}");
 }
 
@@ -285,7 +285,8 @@ fn readme_describes_only_backends_that_exist() {
     let readme = include_str!("../README.md");
     let section = readme.split("## Backends").nth(1).expect("a Backends section");
     let section = section.split("\n## ").next().unwrap_or_default();
-    for planned in ["redis", "memcached", "file"] {
+    // The planned backends (memcached is written, behind its feature).
+    for planned in ["redis", "file"] {
         assert!(!section.to_lowercase().contains(planned), "the README describes a {planned} backend:\n{section}");
     }
     for (backend, config_name) in

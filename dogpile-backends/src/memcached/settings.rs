@@ -28,7 +28,9 @@ use std::time::Duration;
 /// ```
 /// use dogpile_backends::MemcachedConfig;
 ///
-/// let config = MemcachedConfig { servers: vec!["127.0.0.1:11211".into()], ..Default::default() };
+/// let mut config = MemcachedConfig::default();
+/// config.servers = vec!["127.0.0.1:11211".into(), "127.0.0.1:11212:2".into()];
+/// config.namespace = "app1:".into();
 /// let backend = config.build()?; // connects on first use
 /// # let _ = backend;
 /// # Ok::<(), dogpile_backends::config::ConfigError>(())
