@@ -57,7 +57,7 @@ pub struct MemcachedConfig {
     /// How long a server that could not be reached stays out of the
     /// placement before it is tried again, in milliseconds (default 2000).
     pub retry_dead_ms: u64,
-    /// Idle connections kept per server (default 16).
+    /// Idle connections kept per server (default 64).
     pub max_idle: usize,
     /// The largest value stored, in bytes (default 1 MiB, memcached's
     /// default item size, less room for the item's header); larger values
@@ -124,7 +124,7 @@ impl Default for MemcachedConfig {
             connect_timeout_ms: 1000,
             io_timeout_ms: 1000,
             retry_dead_ms: 2000,
-            max_idle: 16,
+            max_idle: 64,
             item_size_max: 1024 * 1024 - 1024,
             username: None,
             password: None,
