@@ -5,6 +5,7 @@
 //! | [`MemoryBackend`] | concurrent hash map, unbounded | in-process |
 //! | [`BoundedMemoryBackend`] | size-bounded, evicting (S3-FIFO) | in-process |
 //! | [`NullBackend`] | nothing | in-process (every call creates) |
+//! | `RedisBackend` (feature `redis`) | Redis: one server, Sentinel, Cluster | leases in Redis, shared by every process |
 //!
 //! Each backend module also owns its settings type ([`MemoryConfig`],
 //! [`BoundedMemoryConfig`], [`NullConfig`]); [`config`] builds a backend
@@ -14,7 +15,11 @@ mod bounded;
 pub mod config;
 mod memory;
 mod null;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use bounded::{BoundedMemoryBackend, BoundedMemoryConfig};
 pub use memory::{MemoryBackend, MemoryConfig};
 pub use null::{NullBackend, NullConfig};
+#[cfg(feature = "redis")]
+pub use redis::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, RedisBackend, RedisBuilder, RedisConfig};

@@ -1,0 +1,141 @@
+//! The blocking interface: one command (or script, or pipeline) per call,
+//! on a pooled connection.
+
+use super::RedisBackend;
+use super::lease::RedisLease;
+use super::scripts::{READ_AND_LEASE, millis, token};
+use dogpile_core::backend::{Acquire, BackendError, BlockingBackend, Leased, Value};
+use std::time::Duration;
+
+/// A stored value as Redis returns it.
+pub(crate) fn value(bytes: Option<Vec<u8>>) -> Option<Value> {
+    bytes.map(Value::Bytes)
+}
+
+/// The bytes of a value to store: only encoded envelopes reach a byte
+/// backend.
+pub(crate) fn bytes(value: &Value) -> Result<&[u8], BackendError> {
+    match value {
+        Value::Bytes(b) => Ok(b),
+        Value::Object { .. } => {
+            Err(BackendError::new(super::connection::NAME, "the Redis backend stores encoded values only"))
+        }
+    }
+}
+
+/// `SET key value [PX ttl]`.
+pub(crate) fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    if let Some(ttl) = ttl {
+        cmd.arg("PX").arg(millis(ttl));
+    }
+    cmd
+}
+
+/// Parses a stored invalidation word.
+pub(crate) fn word(stored: Option<String>) -> Result<Option<u64>, BackendError> {
+    stored
+        .map(|s| {
+            s.parse::<u64>().map_err(|_| {
+                BackendError::new(super::connection::NAME, format!("the stored invalidation is not a number: {s:?}"))
+            })
+        })
+        .transpose()
+}
+
+impl BlockingBackend for RedisBackend {
+    fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
+        let key = self.inner.keys.value(key);
+        self.inner.pool.with("could not read", true, |con| redis::cmd("GET").arg(&key).query(con)).map(value)
+    }
+
+    fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), BackendError> {
+        let cmd = set_cmd(&self.inner.keys.value(key), bytes(&value)?, ttl);
+        self.inner.pool.with("could not write", true, |con| cmd.query::<()>(con))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), BackendError> {
+        let key = self.inner.keys.value(key);
+        self.inner.pool.with("could not delete", true, |con| redis::cmd("DEL").arg(&key).query::<()>(con))
+    }
+
+    fn get_multi(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, BackendError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for k in keys {
+            cmd.arg(self.inner.keys.value(k));
+        }
+        let found: Vec<Option<Vec<u8>>> = self.inner.pool.with("could not read", true, |con| cmd.query(con))?;
+        Ok(found.into_iter().map(value).collect())
+    }
+
+    fn set_multi(&self, items: Vec<(&str, Value)>, ttl: Option<Duration>) -> Result<(), BackendError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (k, v) in &items {
+            pipe.add_command(set_cmd(&self.inner.keys.value(k), bytes(v)?, ttl)).ignore();
+        }
+        self.inner.pool.with("could not write", true, |con| pipe.query::<()>(con))
+    }
+
+    fn delete_multi(&self, keys: &[&str]) -> Result<(), BackendError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        // One DEL per key in a pipeline: a multi-key DEL would cross
+        // Cluster slots.
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.cmd("DEL").arg(self.inner.keys.value(k)).ignore();
+        }
+        self.inner.pool.with("could not delete", true, |con| pipe.query::<()>(con))
+    }
+
+    fn try_lease(&self, key: &str, ttl: Duration) -> Result<Acquire, BackendError> {
+        let lease_key = self.inner.keys.lease(key);
+        let token = token();
+        let won: Option<String> = self.inner.pool.with("could not ask for a lease", false, |con| {
+            redis::cmd("SET").arg(&lease_key).arg(&token).arg("NX").arg("PX").arg(millis(ttl)).query(con)
+        })?;
+        Ok(match won {
+            Some(_) => Acquire::Won(Box::new(RedisLease { inner: self.inner.clone(), lease_key, token })),
+            None => Acquire::Held,
+        })
+    }
+
+    fn read_and_lease(&self, key: &str, ttl: Duration) -> Result<Leased, BackendError> {
+        let (value_key, lease_key) = (self.inner.keys.value(key), self.inner.keys.lease(key));
+        let token = token();
+        let (won, stored): (i64, Option<Vec<u8>>) =
+            self.inner.pool.with("could not read and ask for a lease", false, |con| {
+                READ_AND_LEASE.key(&value_key).key(&lease_key).arg(&token).arg(millis(ttl)).invoke(con)
+            })?;
+        let acquire = if won == 1 {
+            Acquire::Won(Box::new(RedisLease { inner: self.inner.clone(), lease_key, token }))
+        } else {
+            Acquire::Held
+        };
+        Ok(Leased { value: value(stored), acquire })
+    }
+
+    fn load_invalidation(&self, region: &str) -> Result<Option<u64>, BackendError> {
+        let key = self.inner.keys.invalidation(region);
+        word(
+            self.inner
+                .pool
+                .with("could not read the invalidation", true, |con| redis::cmd("GET").arg(&key).query(con))?,
+        )
+    }
+
+    fn store_invalidation(&self, region: &str, word: u64) -> Result<(), BackendError> {
+        let key = self.inner.keys.invalidation(region);
+        self.inner.pool.with("could not write the invalidation", true, |con| {
+            redis::cmd("SET").arg(&key).arg(word).query::<()>(con)
+        })
+    }
+}

@@ -1,0 +1,55 @@
+//! The Lua scripts of the lease: each runs atomically on the server, in one
+//! round trip (sent by SHA once loaded).
+
+use redis::Script;
+use std::sync::LazyLock;
+
+/// Takes the lease (`SET NX PX` with the owner's token) and reads the
+/// value, atomically. KEYS: value, lease; ARGV: token, time to live in ms.
+/// Returns `{won (0|1), value or nil}`.
+pub(crate) static READ_AND_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local won = redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2])
+local value = redis.call('get', KEYS[1])
+if won then return {1, value} else return {0, value} end
+",
+    )
+});
+
+/// Deletes the lease if the caller still owns it. KEYS: lease; ARGV: token.
+/// Returns 1 if it was released, 0 if it was not ours.
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+/// Extends the lease if the caller still owns it. KEYS: lease; ARGV: token,
+/// time to live in ms. Returns 1 if extended, 0 if it was not ours.
+pub(crate) static EXTEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+",
+    )
+});
+
+/// A lease owner token: unique across processes and machines in practice
+/// (128 random bits), not secret.
+pub(crate) fn token() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+/// A duration in whole milliseconds for `PX`/`PEXPIRE`, at least 1.
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
