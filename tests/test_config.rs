@@ -107,10 +107,7 @@ fn malformed_toml_names_region_field_and_line() {
             "[regions.config_delta]\nbackend = \"memory\"\nexpiraton = \"5m\"\n",
             "region `config_delta`, field `expiraton` (line 3): unknown field; expected one of: backend, expiration, replace",
         ),
-        (
-            "[regions.config_delta]\n\nbackend = \"redsi\"\n",
-            UNKNOWN_REDSI,
-        ),
+        ("[regions.config_delta]\n\nbackend = \"redsi\"\n", UNKNOWN_REDSI),
         (
             "[regions.config_delta]\nbackend = \"memcached\"\n",
             "region `config_delta`, field `backend` (line 2): the `memcached` backend is planned but not available yet; pick another: \

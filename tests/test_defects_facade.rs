@@ -288,9 +288,12 @@ fn readme_describes_only_backends_that_exist() {
     for planned in ["memcached", "file"] {
         assert!(!section.to_lowercase().contains(planned), "the README describes a {planned} backend:\n{section}");
     }
-    for (backend, config_name) in
-        [("MemoryBackend", "memory"), ("BoundedMemoryBackend", "bounded_memory"), ("NullBackend", "null"), ("RedisBackend", "redis")]
-    {
+    for (backend, config_name) in [
+        ("MemoryBackend", "memory"),
+        ("BoundedMemoryBackend", "bounded_memory"),
+        ("NullBackend", "null"),
+        ("RedisBackend", "redis"),
+    ] {
         assert!(section.contains(&format!("`{backend}`")), "{backend} missing:\n{section}");
         assert!(section.contains(&format!("`{config_name}`")), "config name {config_name} missing:\n{section}");
     }

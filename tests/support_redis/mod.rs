@@ -208,3 +208,17 @@ fn watchdog(pid: u32) {
         .stderr(Stdio::null())
         .spawn();
 }
+
+/// A raw connection to `url`, for reading and writing keys behind the
+/// backend's back.
+pub fn raw(url: &str) -> redis::Connection {
+    let client = redis::Client::open(url).expect("a valid URL");
+    let con = client.get_connection_with_timeout(Duration::from_secs(2)).expect("the test server answers");
+    con.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    con
+}
+
+/// The Redis keys matching `pattern` (`KEYS`: test servers are small).
+pub fn keys(con: &mut redis::Connection, pattern: &str) -> Vec<String> {
+    redis::cmd("KEYS").arg(pattern).query(con).expect("KEYS")
+}

@@ -1,10 +1,12 @@
 //! Where a region's keys live in Redis.
 //!
-//! A value is stored under `<prefix>{<key>}` and its creation lease under
-//! `<prefix>{<key>}:lease`: the part between the first `{` and the next `}`
-//! is the same in both, so Redis Cluster puts them in one hash slot (a Lua
-//! script may then touch both). A lease key never ends with `}`, so it never
-//! collides with a value key. A region's last invalidation is kept under
+//! A value is stored under `<prefix>{=<key>}` and its creation lease under
+//! `<prefix>{=<key>}:lease`: the part between the first `{` and the next `}`
+//! is the same in both and never empty (the `=`), so Redis Cluster puts
+//! them in one hash slot (a Lua script may then touch both), whatever the
+//! key. A lease key never ends with `}`, so it never collides with a value
+//! key. The prefix may not contain `{` or `}` (it would decide the hash
+//! tag itself). A region's last invalidation is kept under
 //! `<prefix>dogpile:inv:<region>` (not `{`-wrapped: no value key starts
 //! like it).
 
@@ -15,8 +17,15 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    pub(crate) fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+    /// Keys under `prefix`, which may not contain `{` or `}`.
+    pub(crate) fn new(prefix: impl Into<String>) -> Result<Self, String> {
+        let prefix = prefix.into();
+        if prefix.contains(['{', '}']) {
+            return Err(format!(
+                "the key prefix {prefix:?} contains `{{` or `}}`: Redis Cluster would hash it instead of the key"
+            ));
+        }
+        Ok(Self { prefix })
     }
 
     pub(crate) fn prefix(&self) -> &str {
@@ -27,7 +36,7 @@ impl Keys {
     pub(crate) fn value(&self, key: &str) -> String {
         let mut k = String::with_capacity(self.prefix.len() + key.len() + 2);
         k.push_str(&self.prefix);
-        k.push('{');
+        k.push_str("{=");
         k.push_str(key);
         k.push('}');
         k
@@ -66,8 +75,8 @@ mod tests {
 
     #[test]
     fn value_and_lease_share_a_hash_tag() {
-        for prefix in ["", "app:", "a{b", "a}b:", "{x}"] {
-            let keys = Keys::new(prefix);
+        for prefix in ["", "app:"] {
+            let keys = Keys::new(prefix).unwrap();
             for key in ["k", "", "}", "{", "a}b{c", "with space", "é\n", "{}"] {
                 let (v, l) = (keys.value(key), keys.lease(key));
                 assert_eq!(hash_tag(&v), hash_tag(&l), "prefix {prefix:?} key {key:?}");
@@ -78,10 +87,12 @@ mod tests {
 
     #[test]
     fn lease_keys_never_collide_with_value_keys() {
-        let keys = Keys::new("p:");
+        let keys = Keys::new("p:").unwrap();
+        assert!(Keys::new("a{b").is_err());
         assert_ne!(keys.lease("k"), keys.value("k}:lease"));
         assert!(keys.value("anything").ends_with('}'));
         assert!(!keys.lease("anything}").ends_with('}'));
         assert!(!keys.invalidation("r").starts_with("p:{"));
+        assert_eq!(keys.value("k"), "p:{=k}");
     }
 }

@@ -3,6 +3,7 @@
 //! compare the token first).
 
 use super::Inner;
+#[cfg(feature = "redis-async")]
 use super::connection::error;
 use super::scripts::{EXTEND, RELEASE, millis};
 use dogpile_core::backend::{BackendError, BoxFuture, Lease, ready};

@@ -40,8 +40,8 @@ use std::time::Duration;
 /// cache with a distributed dogpile lock.
 ///
 /// ```no_run
-/// use dogpile::Region;
-/// use dogpile::backends::RedisBackend;
+/// use dogpile_core::Region;
+/// use dogpile_backends::RedisBackend;
 /// use std::time::Duration;
 ///
 /// let backend = RedisBackend::builder("redis://127.0.0.1:6379/0")
@@ -54,8 +54,8 @@ use std::time::Duration;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// Redis keys: a value under `<prefix>{<key>}`, its creation lease under
-/// `<prefix>{<key>}:lease` (one hash slot for both in a Cluster), a
+/// Redis keys: a value under `<prefix>{=<key>}`, its creation lease under
+/// `<prefix>{=<key>}:lease` (one hash slot for both in a Cluster), a
 /// region's last invalidation under `<prefix>dogpile:inv:<region>`.
 ///
 /// With the `redis-async` feature the backend also has an async interface
@@ -89,7 +89,7 @@ enum Target {
 /// by building either).
 ///
 /// ```
-/// use dogpile::backends::RedisBackend;
+/// use dogpile_backends::RedisBackend;
 /// use std::time::Duration;
 ///
 /// // Nothing listens on this port: building still works, calls will fail.
@@ -98,7 +98,7 @@ enum Target {
 ///     .connect_timeout(Duration::from_millis(100))
 ///     .build()?;
 /// # let _ = backend;
-/// # Ok::<(), dogpile::backend::BackendError>(())
+/// # Ok::<(), dogpile_core::backend::BackendError>(())
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -124,6 +124,7 @@ impl RedisBuilder {
 
     /// Prepends `prefix` to every Redis key, so that several applications
     /// (or tests) can share one Redis without seeing each other's keys.
+    /// It may not contain `{` or `}` (refused by [`build`](Self::build)).
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -173,7 +174,7 @@ impl RedisBuilder {
             _ => None,
         };
         let inner = Inner {
-            keys: Keys::new(self.prefix),
+            keys: Keys::new(self.prefix).map_err(|m| BackendError::new(connection::NAME, m))?,
             pool: Pool::new(topology, self.timeouts),
             #[cfg(feature = "redis-async")]
             aio,
