@@ -53,7 +53,9 @@ impl Server {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("could not start redis-server ({e}): install it (`apt-get install redis-server`)"));
+            .unwrap_or_else(|e| {
+                panic!("could not start redis-server ({e}): install it (`apt-get install redis-server`)")
+            });
         let url = format!("redis://127.0.0.1:{port}");
         let client = redis::Client::open(url.as_str()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -221,7 +223,11 @@ fn w4(url: &str) {
                 creator_seen = true;
                 continue;
             }
-            if new { fresh_others += 1 } else { stale += 1 }
+            if new {
+                fresh_others += 1
+            } else {
+                stale += 1
+            }
             others.push(d);
         }
     }

@@ -43,6 +43,9 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: PathBuf,
     extra: Vec<String>,
+    /// A configuration file's text, written before each start and given
+    /// first on the command line (Sentinel needs one it can rewrite).
+    conf: Option<String>,
 }
 
 fn scratch_dir(port: u16) -> PathBuf {
@@ -59,6 +62,20 @@ impl RedisServer {
 
     /// A server with extra arguments (`--replicaof`, `--cluster-enabled`...).
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_conf(extra, None)
+    }
+
+    /// A Sentinel watching the master on `master_port` as `mymaster`.
+    pub fn start_sentinel(master_port: u16) -> Self {
+        let conf = format!(
+            "sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+             sentinel down-after-milliseconds mymaster 1000\n\
+             sentinel failover-timeout mymaster 5000\n"
+        );
+        Self::start_conf(&["--sentinel"], Some(conf))
+    }
+
+    fn start_conf(extra: &[&str], conf: Option<String>) -> Self {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -67,6 +84,7 @@ impl RedisServer {
                 child: None,
                 dir: scratch_dir(port),
                 extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+                conf: conf.clone(),
             };
             match server.spawn() {
                 Ok(()) => return server,
@@ -78,6 +96,11 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(binary("redis-server"));
+        if let Some(conf) = &self.conf {
+            let path = self.dir.join("redis.conf");
+            std::fs::write(&path, conf).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            cmd.arg(path);
+        }
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -157,6 +180,125 @@ impl Drop for RedisServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// One master, one replica and one Sentinel watching them (`mymaster`).
+#[derive(Debug)]
+pub struct SentinelSetup {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinel: RedisServer,
+}
+
+impl SentinelSetup {
+    pub fn start() -> Self {
+        let master = RedisServer::start();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master.port.to_string()]);
+        let sentinel = RedisServer::start_sentinel(master.port);
+        let setup = SentinelSetup { master, replica, sentinel };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !setup.replica.cli(&["INFO", "replication"]).contains("master_link_status:up") {
+            assert!(Instant::now() < deadline, "the replica never synced with the master");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let addr = setup.sentinel.cli(&["SENTINEL", "get-master-addr-by-name", "mymaster"]);
+        assert!(addr.contains(&setup.master.port.to_string()), "the Sentinel knows the master: {addr:?}");
+        setup
+    }
+
+    /// A backend through the Sentinel, with a fresh key prefix.
+    pub fn backend_with(&self, prefix: &str) -> RedisBackend {
+        RedisBackend::sentinel(&[&self.sentinel.url()], "mymaster")
+            .key_prefix(prefix)
+            .connect_timeout(Duration::from_millis(500))
+            .io_timeout(Duration::from_secs(2))
+            .build()
+            .expect("valid Sentinel settings")
+    }
+
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        Arc::new(self.backend_with(&fresh_prefix()))
+    }
+
+    pub fn pair(&self) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+        let prefix = fresh_prefix();
+        (Arc::new(self.backend_with(&prefix)), Arc::new(self.backend_with(&prefix)))
+    }
+}
+
+/// The Sentinel setup the tests of this binary share.
+pub fn shared_sentinel() -> &'static SentinelSetup {
+    static SETUP: OnceLock<SentinelSetup> = OnceLock::new();
+    SETUP.get_or_init(SentinelSetup::start)
+}
+
+/// A Redis Cluster of 3 masters (no replicas), built with
+/// `redis-cli --cluster create`.
+#[derive(Debug)]
+pub struct ClusterSetup {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl ClusterSetup {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new(binary("redis-cli"))
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &nodes {
+            while !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "the cluster never became ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        ClusterSetup { nodes }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    pub fn backend_with(&self, prefix: &str) -> RedisBackend {
+        let urls = self.urls();
+        RedisBackend::cluster(&urls.iter().map(String::as_str).collect::<Vec<_>>())
+            .key_prefix(prefix)
+            .connect_timeout(Duration::from_millis(500))
+            .io_timeout(Duration::from_secs(2))
+            .build()
+            .expect("valid Cluster settings")
+    }
+
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        Arc::new(self.backend_with(&fresh_prefix()))
+    }
+
+    pub fn pair(&self) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+        let prefix = fresh_prefix();
+        (Arc::new(self.backend_with(&prefix)), Arc::new(self.backend_with(&prefix)))
+    }
+}
+
+/// The Cluster the tests of this binary share.
+pub fn shared_cluster() -> &'static ClusterSetup {
+    static SETUP: OnceLock<ClusterSetup> = OnceLock::new();
+    SETUP.get_or_init(ClusterSetup::start)
 }
 
 /// A backend at `url` with `prefix` and short timeouts.

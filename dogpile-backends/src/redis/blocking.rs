@@ -47,17 +47,17 @@ pub(crate) fn word(stored: Option<String>) -> Result<Option<u64>, BackendError> 
 impl BlockingBackend for RedisBackend {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
         let key = self.inner.keys.value(key);
-        self.inner.pool.with("could not read", true, |con| redis::cmd("GET").arg(&key).query(con)).map(value)
+        self.inner.pool.with("could not read", true, |con| redis::cmd("GET").arg(&key).query(con.cmd())).map(value)
     }
 
     fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), BackendError> {
         let cmd = set_cmd(&self.inner.keys.value(key), bytes(&value)?, ttl);
-        self.inner.pool.with("could not write", true, |con| cmd.query::<()>(con))
+        self.inner.pool.with("could not write", true, |con| cmd.query::<()>(con.cmd()))
     }
 
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         let key = self.inner.keys.value(key);
-        self.inner.pool.with("could not delete", true, |con| redis::cmd("DEL").arg(&key).query::<()>(con))
+        self.inner.pool.with("could not delete", true, |con| redis::cmd("DEL").arg(&key).query::<()>(con.cmd()))
     }
 
     fn get_multi(&self, keys: &[&str]) -> Result<Vec<Option<Value>>, BackendError> {
@@ -68,7 +68,7 @@ impl BlockingBackend for RedisBackend {
         for k in keys {
             cmd.arg(self.inner.keys.value(k));
         }
-        let found: Vec<Option<Vec<u8>>> = self.inner.pool.with("could not read", true, |con| cmd.query(con))?;
+        let found: Vec<Option<Vec<u8>>> = self.inner.pool.with("could not read", true, |con| cmd.query(con.cmd()))?;
         Ok(found.into_iter().map(value).collect())
     }
 
@@ -76,11 +76,11 @@ impl BlockingBackend for RedisBackend {
         if items.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for (k, v) in &items {
-            pipe.add_command(set_cmd(&self.inner.keys.value(k), bytes(v)?, ttl)).ignore();
-        }
-        self.inner.pool.with("could not write", true, |con| pipe.query::<()>(con))
+        let cmds = items
+            .iter()
+            .map(|(k, v)| Ok(set_cmd(&self.inner.keys.value(k), bytes(v)?, ttl)))
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        self.inner.pool.with("could not write", true, |con| con.pipeline(&cmds))
     }
 
     fn delete_multi(&self, keys: &[&str]) -> Result<(), BackendError> {
@@ -89,18 +89,16 @@ impl BlockingBackend for RedisBackend {
         }
         // One DEL per key in a pipeline: a multi-key DEL would cross
         // Cluster slots.
-        let mut pipe = redis::pipe();
-        for k in keys {
-            pipe.cmd("DEL").arg(self.inner.keys.value(k)).ignore();
-        }
-        self.inner.pool.with("could not delete", true, |con| pipe.query::<()>(con))
+        let cmds: Vec<redis::Cmd> =
+            keys.iter().map(|k| redis::cmd("DEL").arg(self.inner.keys.value(k)).clone()).collect();
+        self.inner.pool.with("could not delete", true, |con| con.pipeline(&cmds))
     }
 
     fn try_lease(&self, key: &str, ttl: Duration) -> Result<Acquire, BackendError> {
         let lease_key = self.inner.keys.lease(key);
         let token = token();
         let won: Option<String> = self.inner.pool.with("could not ask for a lease", false, |con| {
-            redis::cmd("SET").arg(&lease_key).arg(&token).arg("NX").arg("PX").arg(millis(ttl)).query(con)
+            redis::cmd("SET").arg(&lease_key).arg(&token).arg("NX").arg("PX").arg(millis(ttl)).query(con.cmd())
         })?;
         Ok(match won {
             Some(_) => Acquire::Won(Box::new(RedisLease { inner: self.inner.clone(), lease_key, token })),
@@ -113,7 +111,7 @@ impl BlockingBackend for RedisBackend {
         let token = token();
         let (won, stored): (i64, Option<Vec<u8>>) =
             self.inner.pool.with("could not read and ask for a lease", false, |con| {
-                READ_AND_LEASE.key(&value_key).key(&lease_key).arg(&token).arg(millis(ttl)).invoke(con)
+                READ_AND_LEASE.key(&value_key).key(&lease_key).arg(&token).arg(millis(ttl)).invoke(con.cmd())
             })?;
         let acquire = if won == 1 {
             Acquire::Won(Box::new(RedisLease { inner: self.inner.clone(), lease_key, token }))
@@ -128,14 +126,14 @@ impl BlockingBackend for RedisBackend {
         word(
             self.inner
                 .pool
-                .with("could not read the invalidation", true, |con| redis::cmd("GET").arg(&key).query(con))?,
+                .with("could not read the invalidation", true, |con| redis::cmd("GET").arg(&key).query(con.cmd()))?,
         )
     }
 
     fn store_invalidation(&self, region: &str, word: u64) -> Result<(), BackendError> {
         let key = self.inner.keys.invalidation(region);
         self.inner.pool.with("could not write the invalidation", true, |con| {
-            redis::cmd("SET").arg(&key).arg(word).query::<()>(con)
+            redis::cmd("SET").arg(&key).arg(word).query::<()>(con.cmd())
         })
     }
 }

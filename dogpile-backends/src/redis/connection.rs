@@ -19,7 +19,44 @@ pub(crate) const NAME: &str = "redis";
 const MAX_IDLE: usize = 64;
 
 /// A connection of any topology.
-pub(crate) type Conn = Box<dyn ConnectionLike + Send>;
+pub(crate) enum Conn {
+    /// To one server (single or the Sentinel's master).
+    Node(redis::Connection),
+    /// To a Cluster (one connection per node, routed by slot).
+    Cluster(redis::cluster::ClusterConnection),
+}
+
+impl Conn {
+    /// The connection for single commands (a Cluster routes each by its
+    /// keys' slot and splits a multi-key `MGET` per slot).
+    pub(crate) fn cmd(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            Conn::Node(c) => c,
+            Conn::Cluster(c) => c,
+        }
+    }
+
+    /// Sends `cmds` as one pipeline, replies ignored; in a Cluster, one
+    /// pipeline per node (the client groups the commands by slot owner).
+    pub(crate) fn pipeline(&mut self, cmds: &[redis::Cmd]) -> redis::RedisResult<()> {
+        match self {
+            Conn::Node(c) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd.clone()).ignore();
+                }
+                pipe.query::<()>(c)
+            }
+            Conn::Cluster(c) => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd.clone()).ignore();
+                }
+                pipe.query::<()>(c)
+            }
+        }
+    }
+}
 
 /// Where connections come from.
 pub(crate) enum Topology {
@@ -88,7 +125,7 @@ impl Pool {
                 let con = client.get_connection_with_timeout(connect).map_err(|e| error(doing, e))?;
                 con.set_read_timeout(Some(io)).map_err(|e| error(doing, e))?;
                 con.set_write_timeout(Some(io)).map_err(|e| error(doing, e))?;
-                Ok(Box::new(con))
+                Ok(Conn::Node(con))
             }
             Topology::Sentinel(sentinel) => {
                 let client = lock(sentinel)
@@ -97,13 +134,13 @@ impl Pool {
                 let con = client.get_connection_with_timeout(connect).map_err(|e| error(doing, e))?;
                 con.set_read_timeout(Some(io)).map_err(|e| error(doing, e))?;
                 con.set_write_timeout(Some(io)).map_err(|e| error(doing, e))?;
-                Ok(Box::new(con))
+                Ok(Conn::Node(con))
             }
             Topology::Cluster(client) => {
                 let con = client.get_connection().map_err(|e| error(doing, e))?;
                 con.set_read_timeout(Some(io)).map_err(|e| error(doing, e))?;
                 con.set_write_timeout(Some(io)).map_err(|e| error(doing, e))?;
-                Ok(Box::new(con))
+                Ok(Conn::Cluster(con))
             }
         }
     }
@@ -116,7 +153,7 @@ impl Pool {
         &self,
         doing: &str,
         retry: bool,
-        f: impl Fn(&mut dyn ConnectionLike) -> redis::RedisResult<T>,
+        f: impl Fn(&mut Conn) -> redis::RedisResult<T>,
     ) -> Result<T, BackendError> {
         let pooled = lock(&self.idle).pop();
         let reused = pooled.is_some();
@@ -124,10 +161,10 @@ impl Pool {
             Some(c) => c,
             None => self.connect()?,
         };
-        let result = match f(&mut *con) {
+        let result = match f(&mut con) {
             Err(e) if retry && reused && (e.is_io_error() || e.is_connection_dropped()) => {
                 con = self.connect()?;
-                f(&mut *con)
+                f(&mut con)
             }
             other => other,
         };

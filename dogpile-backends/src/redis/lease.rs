@@ -23,13 +23,13 @@ impl Lease for RedisLease {
     fn extend(&self, ttl: Duration) -> BoxFuture<'_, Result<bool, BackendError>> {
         let ms = millis(ttl);
         ready(self.inner.pool.with("could not extend a lease", false, |con| {
-            EXTEND.key(&self.lease_key).arg(&self.token).arg(ms).invoke::<i64>(con).map(|n| n == 1)
+            EXTEND.key(&self.lease_key).arg(&self.token).arg(ms).invoke::<i64>(con.cmd()).map(|n| n == 1)
         }))
     }
 
     fn release(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
         ready(self.inner.pool.with("could not release a lease", false, |con| {
-            RELEASE.key(&self.lease_key).arg(&self.token).invoke::<i64>(con).map(|n| n == 1)
+            RELEASE.key(&self.lease_key).arg(&self.token).invoke::<i64>(con.cmd()).map(|n| n == 1)
         }))
     }
 }
