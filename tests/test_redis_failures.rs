@@ -340,3 +340,82 @@ fn threads_under_churn_never_create_twice_at_once() {
         .collect();
     threads.into_iter().for_each(join);
 }
+
+/// An async creator slower than the lease: the lease taken through the
+/// async interface is extended by the region's keeper thread (outside the
+/// runtime), so another process never wins it meanwhile; one creation.
+#[cfg(feature = "redis-async")]
+#[test]
+fn an_async_creators_lease_is_kept_alive() {
+    let server = shared();
+    let prefix = fresh_prefix();
+    let build = || {
+        Region::builder("slow-async")
+            .backend(backend_at(&server.url(), &prefix))
+            .lock_timeout(Duration::from_millis(300))
+            .build()
+    };
+    let (a, b) = (build(), build());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let creator = rt.spawn(async move {
+        a.get_or_create_async("slow", || async move {
+            started_tx.send(()).unwrap();
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            1u32
+        })
+        .await
+        .unwrap()
+    });
+    started_rx.recv_timeout(HANG).expect("creator started");
+    let mut con = raw(&server.url());
+    let lease_key = keys(&mut con, &format!("{prefix}*:lease")).pop().expect("the async creator's lease");
+    let end = Instant::now() + Duration::from_millis(1000);
+    while Instant::now() < end {
+        let pttl: i64 = redis::cmd("PTTL").arg(&lease_key).query(&mut con).unwrap();
+        assert!(pttl > 0, "the lease lapsed while its creator ran (PTTL {pttl})");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(rt.block_on(async { tokio::time::timeout(HANG, creator).await }).expect("hang").unwrap(), 1);
+    assert_eq!(b.get::<u32>("slow").unwrap(), Some(1));
+    let exists: bool = redis::cmd("EXISTS").arg(&lease_key).query(&mut con).unwrap();
+    assert!(!exists, "released when the creation ended");
+}
+
+/// A soft invalidation in one process: another process serves the stale
+/// value while a third regenerates, then everyone sees the new value. A
+/// hard one: a miss everywhere.
+#[test]
+fn invalidation_in_one_process_is_seen_by_the_others() {
+    let server = shared();
+    let prefix = fresh_prefix();
+    let build = || {
+        Region::builder("inv")
+            .backend(backend_at(&server.url(), &prefix))
+            .expiration(Duration::from_secs(3600))
+            .invalidation_refresh(Duration::ZERO)
+            .build()
+    };
+    let (a, b, c) = (build(), build(), build());
+    a.set("k", 1u32).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    a.invalidate(dogpile::Invalidation::Soft);
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let regenerator = std::thread::spawn(move || {
+        b.get_or_create("k", || {
+            started_tx.send(()).unwrap();
+            go_rx.recv_timeout(HANG).unwrap();
+            2u32
+        })
+        .unwrap()
+    });
+    started_rx.recv_timeout(HANG).expect("b regenerates after a's soft invalidation");
+    assert_eq!(c.get_or_create("k", || -> u32 { panic!("b regenerates already") }).unwrap(), 1, "stale served");
+    go_tx.send(()).unwrap();
+    assert_eq!(join(regenerator), 2);
+    assert_eq!(c.get::<u32>("k").unwrap(), Some(2));
+    std::thread::sleep(Duration::from_millis(5));
+    c.invalidate(dogpile::Invalidation::Hard);
+    assert_eq!(a.get::<u32>("k").unwrap(), None, "a sees c's hard invalidation");
+}

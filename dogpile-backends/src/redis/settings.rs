@@ -120,3 +120,60 @@ impl BackendSettings for RedisConfig {
         self.build()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{self, Args};
+    use toml::Value;
+
+    fn s(v: &str) -> Value {
+        Value::String(v.to_owned())
+    }
+
+    fn list(v: &[&str]) -> Value {
+        Value::Array(v.iter().map(|x| s(x)).collect())
+    }
+
+    fn args(pairs: Vec<(&str, Value)>) -> Args {
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    #[test]
+    fn builds_by_name_without_connecting() {
+        let ok = [
+            vec![],
+            vec![
+                ("url", s("redis://127.0.0.1:1/2")),
+                ("key_prefix", s("app:")),
+                ("connect_timeout_ms", Value::Integer(5)),
+                ("io_timeout_ms", Value::Integer(5)),
+            ],
+            vec![("sentinels", list(&["redis://127.0.0.1:1"])), ("service", s("mymaster"))],
+            vec![("nodes", list(&["redis://127.0.0.1:1", "redis://127.0.0.1:2"]))],
+        ];
+        for pairs in ok {
+            let text = format!("{pairs:?}");
+            let backend = config::build("redis", &args(pairs)).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(backend.name(), "redis");
+            assert!(backend.issues_leases() && backend.shares_invalidation());
+        }
+    }
+
+    #[test]
+    fn refuses_conflicting_or_incomplete_settings() {
+        let bad = [
+            (vec![("url", s("redis://a")), ("nodes", list(&["redis://b"]))], "not several"),
+            (vec![("sentinels", list(&["redis://a"]))], "needs `service`"),
+            (vec![("service", s("m"))], "goes with `sentinels`"),
+            (vec![("io_timeout_ms", Value::Integer(0))], "timeout of 0 ms"),
+            (vec![("url", s("nope://x"))], "invalid Redis URL"),
+            (vec![("key_prefix", s("{x}"))], "key prefix"),
+            (vec![("urls", s("redis://a"))], "unknown field"),
+        ];
+        for (pairs, expected) in bad {
+            let text = format!("{pairs:?}");
+            let err = config::build("redis", &args(pairs)).err().unwrap_or_else(|| panic!("{text}: accepted"));
+            assert!(err.to_string().contains(expected), "{text}: {err}");
+        }
+    }
+}
