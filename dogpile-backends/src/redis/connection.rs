@@ -23,7 +23,7 @@ pub(crate) enum Conn {
     /// To one server (single or the Sentinel's master).
     Node(redis::Connection),
     /// To a Cluster (one connection per node, routed by slot).
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 impl Conn {
@@ -32,7 +32,7 @@ impl Conn {
     pub(crate) fn cmd(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Conn::Node(c) => c,
-            Conn::Cluster(c) => c,
+            Conn::Cluster(c) => &mut **c,
         }
     }
 
@@ -140,7 +140,7 @@ impl Pool {
                 let con = client.get_connection().map_err(|e| error(doing, e))?;
                 con.set_read_timeout(Some(io)).map_err(|e| error(doing, e))?;
                 con.set_write_timeout(Some(io)).map_err(|e| error(doing, e))?;
-                Ok(Conn::Cluster(con))
+                Ok(Conn::Cluster(Box::new(con)))
             }
         }
     }
