@@ -419,3 +419,52 @@ fn invalidation_in_one_process_is_seen_by_the_others() {
     c.invalidate(dogpile::Invalidation::Hard);
     assert_eq!(a.get::<u32>("k").unwrap(), None, "a sees c's hard invalidation");
 }
+
+/// A waiter in another process is woken by the release (pub/sub), and by
+/// the expiry of a lease whose holder died, long before its `max`.
+#[test]
+fn a_waiter_is_woken_by_release_and_by_expiry() {
+    use dogpile::backend::{Acquire, Backend};
+    let server = shared();
+    let prefix = fresh_prefix();
+    let (a, b): (Arc<dyn Backend>, Arc<dyn Backend>) =
+        (Arc::new(backend_at(&server.url(), &prefix)), Arc::new(backend_at(&server.url(), &prefix)));
+    let Acquire::Won(lease) = a.blocking().unwrap().try_lease("k", Duration::from_secs(30)).unwrap() else {
+        panic!("a free lease is won");
+    };
+    let waiter = {
+        let b = b.clone();
+        std::thread::spawn(move || b.blocking().unwrap().wait_released("k", Duration::from_secs(50)))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!waiter.is_finished(), "the waiter waits while the lease is held");
+    let released = Instant::now();
+    assert!(ready_now(lease.release()).unwrap());
+    assert!(join_within(waiter, Duration::from_secs(10)).unwrap(), "woken by the release");
+    assert!(released.elapsed() < Duration::from_secs(10));
+
+    // A lease nobody releases: the wait ends at its expiry.
+    let Acquire::Won(_dead) = a.blocking().unwrap().try_lease("j", Duration::from_millis(300)).unwrap() else {
+        panic!("a free lease is won");
+    };
+    let waiter = std::thread::spawn(move || b.blocking().unwrap().wait_released("j", Duration::from_secs(50)));
+    assert!(join_within(waiter, Duration::from_secs(10)).unwrap(), "ended by the expiry");
+}
+
+fn join_within<T>(handle: std::thread::JoinHandle<T>, limit: Duration) -> T {
+    let deadline = Instant::now() + limit;
+    while !handle.is_finished() {
+        assert!(Instant::now() < deadline, "still waiting after {limit:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Polls a lease future of the blocking interface (ready when made).
+fn ready_now<T>(mut fut: dogpile::backend::BoxFuture<'_, T>) -> T {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a blocking lease's future is ready when made"),
+    }
+}

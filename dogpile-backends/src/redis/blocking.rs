@@ -2,6 +2,7 @@
 //! on a pooled connection.
 
 use super::RedisBackend;
+use super::connection::error;
 use super::lease::RedisLease;
 use super::scripts::{READ_AND_LEASE, millis, token};
 use dogpile_core::backend::{Acquire, BackendError, BlockingBackend, Leased, Value};
@@ -119,6 +120,35 @@ impl BlockingBackend for RedisBackend {
             Acquire::Held
         };
         Ok(Leased { value: value(stored), acquire })
+    }
+
+    /// Subscribes to the lease's release channel (a connection of its own),
+    /// checks that the lease is still held (it may have been released
+    /// before the subscription), then waits for the release message, the
+    /// lease's expiry or `max`. In a Cluster: `Ok(false)`, the region backs
+    /// off instead.
+    fn wait_released(&self, key: &str, max: Duration) -> Result<bool, BackendError> {
+        let Some(mut con) = self.inner.pool.subscriber()? else {
+            return Ok(false);
+        };
+        let lease_key = self.inner.keys.lease(key);
+        let doing = "could not wait for a lease's release";
+        let mut sub = con.as_pubsub();
+        sub.subscribe(&lease_key).map_err(|e| error(doing, e))?;
+        let pttl: i64 = self.inner.pool.with(doing, true, |con| redis::cmd("PTTL").arg(&lease_key).query(con.cmd()))?;
+        if pttl == -2 {
+            return Ok(true); // released already
+        }
+        // Until the release, or the lease's expiry (a holder that died
+        // publishes nothing), or `max`.
+        let expiry = u64::try_from(pttl).map_or(max, |ms| Duration::from_millis(ms + 1));
+        sub.set_read_timeout(Some(expiry.min(max).max(Duration::from_millis(1)))).map_err(|e| error(doing, e))?;
+        match sub.get_message() {
+            Ok(_) => Ok(true),
+            // Waited the whole time: the region reads and leases again.
+            Err(e) if e.is_timeout() => Ok(true),
+            Err(e) => Err(error(doing, e)),
+        }
     }
 
     fn load_invalidation(&self, region: &str) -> Result<Option<u64>, BackendError> {

@@ -145,6 +145,18 @@ impl Pool {
         }
     }
 
+    /// A new connection to subscribe on (not pooled: it ends subscribed);
+    /// `None` in a Cluster, where the backend waits without a wake-up.
+    pub(crate) fn subscriber(&self) -> Result<Option<redis::Connection>, BackendError> {
+        if matches!(self.topology, Topology::Cluster(_)) {
+            return Ok(None);
+        }
+        match self.connect()? {
+            Conn::Node(con) => Ok(Some(con)),
+            Conn::Cluster(_) => Ok(None),
+        }
+    }
+
     /// Runs `f` on a connection. A connection that failed is dropped (the
     /// next call makes a fresh one). With `retry`, an idle connection that
     /// fails on I/O (the server restarted since it was last used) is

@@ -17,13 +17,17 @@ if won then return {1, value} else return {0, value} end
     )
 });
 
-/// Deletes the lease if the caller still owns it. KEYS: lease; ARGV: token.
-/// Returns 1 if it was released, 0 if it was not ours.
+/// Deletes the lease if the caller still owns it, and announces it on the
+/// channel named after the lease key (waiters in other processes subscribe
+/// to it). KEYS: lease; ARGV: token. Returns 1 if it was released, 0 if it
+/// was not ours.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
+  redis.call('del', KEYS[1])
+  redis.call('publish', KEYS[1], '1')
+  return 1
 end
 return 0
 ",
