@@ -468,3 +468,53 @@ fn ready_now<T>(mut fut: dogpile::backend::BoxFuture<'_, T>) -> T {
         std::task::Poll::Pending => panic!("a blocking lease's future is ready when made"),
     }
 }
+
+/// An async lease request whose caller is cancelled after sending it does
+/// not leave the key locked until the lease expires: the request's token
+/// is released.
+#[cfg(feature = "redis-async")]
+#[test]
+fn a_cancelled_async_lease_request_does_not_keep_the_key_locked() {
+    use dogpile::backend::{Acquire, Backend};
+    let server = shared();
+    let prefix = fresh_prefix();
+    let backend: Arc<dyn Backend> = Arc::new(backend_at(&server.url(), &prefix));
+    let other = backend_at(&server.url(), &prefix);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        // Connect first, so that the cancelled request is sent at once.
+        let io = backend.nonblocking().unwrap();
+        let _ = io.get("warm-up").await.unwrap();
+        for (i, read) in [true, false].into_iter().enumerate() {
+            let key = format!("k{i}");
+            let mut fut = if read {
+                Box::pin(async { io.read_and_lease(&key, Duration::from_secs(30)).await.map(|l| l.acquire) })
+                    as dogpile::backend::BoxFuture<'_, _>
+            } else {
+                io.try_lease(&key, Duration::from_secs(30))
+            };
+            // Polled once (the request leaves), then dropped.
+            let _ = futures_poll_once(&mut fut);
+            drop(fut);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match other.blocking().unwrap().try_lease(&key, Duration::from_secs(30)).unwrap() {
+                    Acquire::Won(lease) => {
+                        assert!(ready_now(lease.release()).unwrap());
+                        break;
+                    }
+                    Acquire::Held => {
+                        assert!(Instant::now() < deadline, "the cancelled request's lease was never released");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(feature = "redis-async")]
+fn futures_poll_once<T>(fut: &mut dogpile::backend::BoxFuture<'_, T>) -> std::task::Poll<T> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    fut.as_mut().poll(&mut cx)
+}

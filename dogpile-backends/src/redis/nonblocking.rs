@@ -5,6 +5,7 @@ use super::RedisBackend;
 use super::blocking::{bytes, set_cmd, value, word};
 use super::connection::{NAME, Timeouts, error};
 use super::lease::AsyncRedisLease;
+use super::scripts::RELEASE;
 use super::scripts::{READ_AND_LEASE, millis, token};
 use dogpile_core::backend::{Acquire, AsyncBackend, BackendError, BoxFuture, Leased, Value};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -135,41 +136,37 @@ impl AsyncBackend for RedisBackend {
 
     fn try_lease<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<Acquire, BackendError>> {
         Box::pin(async move {
-            let (mut con, runtime) = self.aio()?;
+            let (con, runtime) = self.aio()?;
             let (lease_key, token) = (self.inner.keys.lease(key), token());
-            let won: Option<String> = redis::cmd("SET")
-                .arg(&lease_key)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(ttl))
-                .query_async(&mut con)
+            let cmd = redis::cmd("SET").arg(&lease_key).arg(&token).arg("NX").arg("PX").arg(millis(ttl)).clone();
+            let request = {
+                let mut con = con.clone();
+                async move { cmd.query_async::<Option<String>>(&mut con).await.map(|won| (won.is_some(), ())) }
+            };
+            let (lease, ()) = lease_request(AsyncRedisLease { con, runtime, lease_key, token }, request)
                 .await
                 .map_err(|e| error("could not ask for a lease", e))?;
-            Ok(match won {
-                Some(_) => Acquire::Won(Box::new(AsyncRedisLease { con, runtime, lease_key, token })),
-                None => Acquire::Held,
-            })
+            Ok(lease.map_or(Acquire::Held, |l| Acquire::Won(Box::new(l))))
         })
     }
 
     fn read_and_lease<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<Leased, BackendError>> {
         Box::pin(async move {
-            let (mut con, runtime) = self.aio()?;
+            let (con, runtime) = self.aio()?;
             let (value_key, lease_key, token) = (self.inner.keys.value(key), self.inner.keys.lease(key), token());
-            let (won, stored): (i64, Option<Vec<u8>>) = READ_AND_LEASE
-                .key(&value_key)
-                .key(&lease_key)
-                .arg(&token)
-                .arg(millis(ttl))
-                .invoke_async(&mut con)
+            let request = {
+                let (mut con, lease_key, token) = (con.clone(), lease_key.clone(), token.clone());
+                async move {
+                    let mut call = READ_AND_LEASE.key(&value_key);
+                    call.key(&lease_key).arg(&token).arg(millis(ttl));
+                    let (won, stored): (i64, Option<Vec<u8>>) = call.invoke_async(&mut con).await?;
+                    Ok((won == 1, stored))
+                }
+            };
+            let (lease, stored) = lease_request(AsyncRedisLease { con, runtime, lease_key, token }, request)
                 .await
                 .map_err(|e| error("could not read and ask for a lease", e))?;
-            let acquire = if won == 1 {
-                Acquire::Won(Box::new(AsyncRedisLease { con, runtime, lease_key, token }))
-            } else {
-                Acquire::Held
-            };
+            let acquire = lease.map_or(Acquire::Held, |l| Acquire::Won(Box::new(l)));
             Ok(Leased { value: value(stored), acquire })
         })
     }
@@ -197,4 +194,28 @@ impl AsyncBackend for RedisBackend {
             Box::pin(async move { std::thread::sleep(duration) })
         }
     }
+}
+
+/// Runs a lease request as a task of its own on the lease's runtime, so that
+/// a caller cancelled midway cannot lose a lease the request won: if nobody
+/// takes the answer, the task releases the lease by its token. Returns the
+/// lease if it was won, and what else the request read.
+async fn lease_request<T: Send + 'static>(
+    lease: AsyncRedisLease,
+    request: impl Future<Output = redis::RedisResult<(bool, T)>> + Send + 'static,
+) -> redis::RedisResult<(Option<AsyncRedisLease>, T)> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (mut con, lease_key, token) = (lease.con.clone(), lease.lease_key.clone(), lease.token.clone());
+    drop(lease.runtime.spawn(async move {
+        let answer = request.await;
+        if let Err(Ok((true, _))) = tx.send(answer) {
+            // The caller is gone and the lease was won: release it now
+            // rather than leave the key locked until it expires.
+            let _ = RELEASE.key(&lease_key).arg(&token).invoke_async::<i64>(&mut con).await;
+        }
+    }));
+    let (won, read) = rx.await.map_err(|_| {
+        redis::RedisError::from((redis::ErrorKind::Io, "the lease request's task ended without an answer"))
+    })??;
+    Ok((won.then_some(lease), read))
 }
