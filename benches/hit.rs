@@ -33,6 +33,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A contender's name and its timed loop over an order of keys.
+type Timed<'a> = (&'static str, Box<dyn Fn(&[u64]) -> Duration + 'a>);
+
 const KEYS: u64 = 1_000;
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -146,7 +149,7 @@ impl<T: V> Contenders<T> {
     }
 
     /// The contenders' calls, by name.
-    fn calls(&self) -> Vec<(&'static str, Box<dyn Fn(&[u64]) -> Duration + '_>)> {
+    fn calls(&self) -> Vec<Timed<'_>> {
         vec![
             (
                 "dogpile-region",
@@ -262,7 +265,7 @@ fn profile(spec: &str) {
     };
     let reps = calls.div_ceil(KEYS as usize);
     let order = order(reps);
-    let go = |calls: Vec<(&'static str, Box<dyn Fn(&[u64]) -> Duration + '_>)>| {
+    let go = |calls: Vec<Timed<'_>>| {
         let (_, f) = calls.into_iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no contender {name:?}"));
         f(&order)
     };
