@@ -518,3 +518,19 @@ fn futures_poll_once<T>(fut: &mut dogpile::backend::BoxFuture<'_, T>) -> std::ta
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     fut.as_mut().poll(&mut cx)
 }
+
+/// The stored invalidation word only moves forward, also across u64 values
+/// that Lua's doubles could not tell apart.
+#[test]
+fn the_stored_invalidation_word_only_moves_forward() {
+    use dogpile::backend::Backend;
+    let backend = backend_at(&shared().url(), &fresh_prefix());
+    let io = backend.blocking().unwrap();
+    assert_eq!(io.load_invalidation("r").unwrap(), None);
+    let big = (1u64 << 53) + 1;
+    for (store, expect) in [(10, 10), (5, 10), (big - 1, big - 1), (big, big), (big - 1, big), (u64::MAX, u64::MAX)] {
+        io.store_invalidation("r", store).unwrap();
+        assert_eq!(io.load_invalidation("r").unwrap(), Some(expect), "after storing {store}");
+    }
+    assert_eq!(io.load_invalidation("other").unwrap(), None, "per region");
+}

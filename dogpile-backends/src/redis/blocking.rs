@@ -4,7 +4,7 @@
 use super::RedisBackend;
 use super::connection::error;
 use super::lease::RedisLease;
-use super::scripts::{READ_AND_LEASE, millis, token};
+use super::scripts::{READ_AND_LEASE, STORE_MAX, millis, padded, token};
 use dogpile_core::backend::{Acquire, BackendError, BlockingBackend, Leased, Value};
 use std::time::Duration;
 
@@ -162,8 +162,9 @@ impl BlockingBackend for RedisBackend {
 
     fn store_invalidation(&self, region: &str, word: u64) -> Result<(), BackendError> {
         let key = self.inner.keys.invalidation(region);
+        let word = padded(word);
         self.inner.pool.with("could not write the invalidation", true, |con| {
-            redis::cmd("SET").arg(&key).arg(word).query::<()>(con.cmd())
+            STORE_MAX.key(&key).arg(&word).invoke::<()>(con.cmd())
         })
     }
 }

@@ -6,7 +6,7 @@ use super::blocking::{bytes, set_cmd, value, word};
 use super::connection::{NAME, Timeouts, error};
 use super::lease::AsyncRedisLease;
 use super::scripts::RELEASE;
-use super::scripts::{READ_AND_LEASE, millis, token};
+use super::scripts::{READ_AND_LEASE, STORE_MAX, millis, padded, token};
 use dogpile_core::backend::{Acquire, AsyncBackend, BackendError, BoxFuture, Leased, Value};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::OnceLock;
@@ -182,8 +182,9 @@ impl AsyncBackend for RedisBackend {
     fn store_invalidation<'a>(&'a self, region: &'a str, w: u64) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(async move {
             let mut con = self.manager()?;
-            let cmd = redis::cmd("SET").arg(self.inner.keys.invalidation(region)).arg(w).clone();
-            cmd.query_async::<()>(&mut con).await.map_err(|e| error("could not write the invalidation", e))
+            let mut call = STORE_MAX.key(self.inner.keys.invalidation(region));
+            call.arg(padded(w));
+            call.invoke_async::<()>(&mut con).await.map_err(|e| error("could not write the invalidation", e))
         })
     }
 
