@@ -61,3 +61,28 @@ fn cluster_multi_key_calls_span_nodes_and_leases_share_the_values_slot() {
     let slot_of = |key: &str| node.cli(&["CLUSTER", "KEYSLOT", key]).trim().to_owned();
     assert_eq!(slot_of(&value_key), slot_of(&format!("{value_key}:lease")));
 }
+
+/// After a failover (the master killed, the Sentinel promotes the replica),
+/// the backend follows: new connections ask the Sentinel for the master,
+/// and writes succeed again without any action.
+#[test]
+fn sentinel_failover_is_followed() {
+    let mut setup = support_redis::SentinelSetup::start();
+    let region = Region::builder("failover").backend(setup.backend_with(&fresh_prefix())).build();
+    region.set("k", 1u32).unwrap();
+    let replica_port = setup.replica.port.to_string();
+    setup.master.stop();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !setup.sentinel.cli(&["SENTINEL", "get-master-addr-by-name", "mymaster"]).contains(&replica_port) {
+        assert!(Instant::now() < deadline, "the Sentinel never promoted the replica");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The promoted replica may take a moment to accept writes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while region.set("k", 2u32).is_err() {
+        assert!(Instant::now() < deadline, "writes never reached the new master");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(region.get::<u32>("k").unwrap(), Some(2));
+    assert!(setup.replica.cli(&["ROLE"]).starts_with("master"), "written to the promoted master");
+}
