@@ -17,8 +17,8 @@
 //! let backend = config::build("bounded_memory", &args)?;
 //! # let _ = backend;
 //!
-//! let err = config::build("redis", &Args::new()).unwrap_err();
-//! assert!(matches!(err, ConfigError::NotCompiled { feature: "redis", .. }));
+//! let err = config::build("memcached", &Args::new()).unwrap_err();
+//! assert!(matches!(err, ConfigError::NotCompiled { feature: "memcached", .. }));
 //! # Ok::<(), ConfigError>(())
 //! ```
 

@@ -5,6 +5,7 @@
 //! | [`MemoryBackend`] | concurrent hash map, unbounded | in-process |
 //! | [`BoundedMemoryBackend`] | size-bounded, evicting (S3-FIFO) | in-process |
 //! | [`NullBackend`] | nothing | in-process (every call creates) |
+//! | `RedisBackend` (feature `redis`) | Redis: one server, Sentinel, Cluster | leases in Redis, shared by every process |
 //! | `MemcachedBackend` (feature `memcached`) | one or many memcached servers, ketama or rendezvous | lease item owned by its CAS |
 //!
 //! Each backend module also owns its settings type ([`MemoryConfig`],
@@ -17,9 +18,13 @@ pub mod config;
 pub mod memcached;
 mod memory;
 mod null;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use bounded::{BoundedMemoryBackend, BoundedMemoryConfig};
 #[cfg(feature = "memcached")]
 pub use memcached::{MemcachedBackend, MemcachedConfig};
 pub use memory::{MemoryBackend, MemoryConfig};
 pub use null::{NullBackend, NullConfig};
+#[cfg(feature = "redis")]
+pub use redis::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, RedisBackend, RedisBuilder, RedisConfig};

@@ -1,6 +1,8 @@
 //! How async callers reach a region's backend without blocking their
 //! executor (see the table in [`backend`](crate::backend)).
 
+#[cfg(feature = "tokio")]
+use crate::backend::{Acquire, ReleaseOnDrop};
 use crate::backend::{Backend, BackendError, BlockingBackend, Leased, Value};
 use crate::error::Error;
 use crate::held::Origin;
@@ -165,7 +167,22 @@ impl AsyncIo<'_> {
             #[cfg(feature = "tokio")]
             AsyncIo::Offload(b) => {
                 let key = key.to_owned();
-                Ok((offload(b, move |s| s.read_and_lease(&key, ttl)).await?, Origin::Offloaded))
+                // A won lease crosses the task boundary held, so that it is
+                // released if this future is dropped before taking it.
+                let (value, held) = offload(b, move |s| {
+                    let Leased { value, acquire } = s.read_and_lease(&key, ttl)?;
+                    let held = match acquire {
+                        Acquire::Won(lease) => Some(ReleaseOnDrop::new(lease)),
+                        Acquire::Held => None,
+                    };
+                    Ok((value, held))
+                })
+                .await?;
+                let acquire = match held {
+                    Some(held) => Acquire::Won(held.into_inner()),
+                    None => Acquire::Held,
+                };
+                Ok((Leased { value, acquire }, Origin::Offloaded))
             }
         }
     }

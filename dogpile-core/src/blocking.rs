@@ -30,7 +30,8 @@ pub(crate) struct Creating<T> {
 }
 
 /// Keeps what a read found: the fresh value to return, or the stale one to
-/// serve; the flow gets the verdict.
+/// serve (the latest read's: a value gone since is not served); the flow
+/// gets the verdict.
 pub(crate) fn keep<T>(lookup: Lookup<T>, last: &mut Option<T>, stale: &mut Option<T>) -> Found {
     match lookup {
         Lookup::Fresh(v) => {
@@ -41,7 +42,10 @@ pub(crate) fn keep<T>(lookup: Lookup<T>, last: &mut Option<T>, stale: &mut Optio
             *stale = Some(v);
             Found::Expired
         }
-        Lookup::Absent => Found::Absent,
+        Lookup::Absent => {
+            *stale = None;
+            Found::Absent
+        }
     }
 }
 
@@ -292,7 +296,7 @@ impl Region {
                 }
                 Step::Lease => match self.blocking_io()?.read_and_lease(skey, self.inner.lock_timeout) {
                     Ok(Leased { value, acquire }) => {
-                        let found = keep(self.judge_read(skey, value, exp), &mut last, &mut stale);
+                        let found = keep(self.judge_read(skey, value, exp, false), &mut last, &mut stale);
                         let won = match acquire {
                             Acquire::Won(l) => {
                                 lease = Some(LeaseGuard::new(self, skey, l, Origin::Blocking));
@@ -480,7 +484,7 @@ impl Region {
         let mut waited = false;
         for (&i, value) in order.iter().zip(first) {
             let (key, skey) = (unique[i], skeys[i].clone());
-            let lookup = self.judge_read(&skey, value, exp);
+            let lookup = self.judge_read(&skey, value, exp, true);
             let mut flow = Flow::new(self.inner.leases, false, waited);
             let settled = self.settle::<T>(&skey, exp, lookup, &mut flow)?;
             waited = flow.waited();

@@ -14,8 +14,9 @@
 //!    loser returns the stale value at once. The winner, on a backend shared
 //!    between processes, reads and asks for the key's lease in one step: a
 //!    fresh value there (another process just regenerated it) is returned; a
-//!    lease held elsewhere means the stale value is returned; a won lease
-//!    means this caller regenerates.
+//!    lease held elsewhere means the stale value is returned (if the value
+//!    is gone meanwhile, the call waits as in rule 3); a won lease means
+//!    this caller regenerates.
 //! 3. No value: take the in-process lock, or wait for its holder and read
 //!    again from the top. Holding it, read once more (the holder before us
 //!    may have just stored it), then, on a shared backend, read and lease:
@@ -26,7 +27,10 @@
 //!    its error.
 //!
 //! A value found after this call has waited (for the in-process lock or a
-//! lease) is counted as waited for, not as a hit (see `Stats`).
+//! lease) is counted as waited for, not as a hit (see `Stats`); in a
+//! multi-key call, a wait for one key makes the values found by later reads
+//! of the following keys waited for too, but not their first read (made
+//! before any wait). The stale value served is always the latest read's.
 
 use crate::stats::Counter;
 
@@ -113,10 +117,14 @@ pub(crate) struct Flow {
     background: bool,
     /// The driver holds the in-process lock.
     local: bool,
-    /// A stale value was read (the driver keeps the latest).
+    /// The latest read found a stale value (the driver keeps it).
     stale: bool,
     /// This call has waited for another caller's creation.
     waited: bool,
+    /// No event yet: the next read is the caller's first, made before any
+    /// wait of this key (a fresh value there is a hit even when an earlier
+    /// key of a multi-key call waited).
+    first: bool,
     /// Waits for another process's lease so far.
     attempts: u32,
 }
@@ -125,7 +133,7 @@ impl Flow {
     /// A call on a backend that issues leases or not; `waited` carries over
     /// from the earlier keys of a multi-key call.
     pub(crate) fn new(leases: bool, background: bool, waited: bool) -> Self {
-        Flow { phase: Phase::Start, leases, background, local: false, stale: false, waited, attempts: 0 }
+        Flow { phase: Phase::Start, leases, background, local: false, stale: false, waited, first: true, attempts: 0 }
     }
 
     /// Whether this call has waited for another caller's creation.
@@ -133,9 +141,9 @@ impl Flow {
         self.waited
     }
 
-    fn found_value(&mut self) -> Step {
+    fn found_value(&mut self, first: bool) -> Step {
         self.phase = Phase::Done;
-        Step::Return(if self.waited { Counter::Waited } else { Counter::Hits })
+        Step::Return(if self.waited && !first { Counter::Waited } else { Counter::Hits })
     }
 
     fn stale(&mut self) -> Step {
@@ -156,12 +164,13 @@ impl Flow {
 
     /// The next step after `event`.
     pub(crate) fn on(&mut self, event: Event) -> Step {
+        let first = std::mem::replace(&mut self.first, false);
         match (self.phase, event) {
             (Phase::Done, _) => panic!("dogpile flow: event {event:?} after the call was decided"),
-            (_, Event::Read(Found::Fresh)) => self.found_value(),
+            (_, Event::Read(Found::Fresh)) => self.found_value(first),
             (Phase::Start, Event::Read(found)) => {
-                if found == Found::Expired {
-                    self.stale = true;
+                self.stale = found == Found::Expired;
+                if self.stale {
                     self.phase = Phase::Regenerate;
                     Step::TryLocal { wait: false }
                 } else {
@@ -171,7 +180,7 @@ impl Flow {
             }
             // A read under the in-process lock (rule 3).
             (_, Event::Read(found)) if self.local => {
-                self.stale |= found == Found::Expired;
+                self.stale = found == Found::Expired;
                 self.lease_or_create()
             }
             (Phase::Regenerate, Event::Local(true)) => {
@@ -189,13 +198,13 @@ impl Flow {
                 self.phase = Phase::Start;
                 Step::Read { early: true }
             }
-            (_, Event::Leased { found: Found::Fresh, .. }) if self.local => self.found_value(),
+            (_, Event::Leased { found: Found::Fresh, .. }) if self.local => self.found_value(false),
             (_, Event::Leased { won: true, found }) if self.local => {
-                self.stale |= found == Found::Expired;
+                self.stale = found == Found::Expired;
                 self.create()
             }
             (_, Event::Leased { won: false, found }) if self.local => {
-                self.stale |= found == Found::Expired;
+                self.stale = found == Found::Expired;
                 if self.stale {
                     // Another process regenerates: serve what we have.
                     self.stale()
@@ -286,7 +295,7 @@ mod tests {
         match event {
             Event::Read(f) | Event::Leased { found: f, .. } => {
                 w.last_fresh = f == Found::Fresh;
-                w.stale |= f == Found::Expired;
+                w.stale = f == Found::Expired;
             }
             Event::Local(got) => w.local = got,
             Event::LocalReleased | Event::Waited => w.waited = true,
@@ -391,8 +400,20 @@ mod tests {
         f.on(Local(true));
         f.on(Read(Absent));
         assert_eq!(f.on(LeaseFailed), Step::Fail);
-        // A multi-key call that waited earlier counts later values as waited.
-        assert_eq!(Flow::new(false, false, true).on(Read(Fresh)), Step::Return(Counter::Waited));
+        // A multi-key call that waited for an earlier key: this key's first
+        // read is still a hit, a value found after locking is waited for.
+        assert_eq!(Flow::new(false, false, true).on(Read(Fresh)), Step::Return(Counter::Hits));
+        let mut f = Flow::new(false, false, true);
+        f.on(Read(Absent));
+        f.on(Local(true));
+        assert_eq!(f.on(Read(Fresh)), Step::Return(Counter::Waited));
+        // A value gone after the read under the lock is not served stale:
+        // the call waits for the other process's lease.
+        let mut f = Flow::new(true, false, false);
+        f.on(Read(Absent));
+        f.on(Local(true));
+        assert_eq!(f.on(Read(Expired)), Step::Lease);
+        assert_eq!(f.on(Leased { won: false, found: Absent }), Step::WaitRelease { attempt: 0 });
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! first, so that an in-process waiter woken by the local release finds it
 //! free.
 
+use crate::backend::lease::release_detached;
 use crate::backend::{BackendError, Lease};
 use crate::block_on::block_on;
 use crate::keeper::Keeper;
@@ -41,23 +42,26 @@ impl LeaseGuard {
         LeaseGuard { region: region.clone(), key: key.to_owned(), lease: Some(lease), ticket, origin }
     }
 
-    /// Stops the keep-alive and takes the lease out for release.
-    fn take(&mut self) -> Option<Arc<dyn Lease>> {
+    /// Stops the keep-alive (before the release).
+    fn stop_keep_alive(&mut self) {
         if let Some(t) = self.ticket.take() {
             self.region.inner.keeper.forget(t);
         }
-        self.lease.take()
     }
 
-    /// Releases the lease without blocking the executor.
+    /// Releases the lease without blocking the executor. The guard keeps the
+    /// lease until the release is done, so a future dropped during it still
+    /// releases it on drop.
     pub(crate) async fn release_async(mut self) {
-        let Some(lease) = self.take() else { return };
+        self.stop_keep_alive();
+        let Some(lease) = self.lease.clone() else { return };
         let result = match self.origin {
             Origin::Async => lease.release().await,
             Origin::Blocking => block_on(lease.release()),
             #[cfg(feature = "tokio")]
             Origin::Offloaded => offload_release(lease).await,
         };
+        self.lease = None;
         self.report(result);
     }
 
@@ -90,39 +94,16 @@ async fn offload_release(lease: Arc<dyn Lease>) -> Result<bool, BackendError> {
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        let Some(lease) = self.take() else { return };
+        self.stop_keep_alive();
+        let Some(lease) = self.lease.take() else { return };
         if self.origin == Origin::Blocking {
             let result = block_on(lease.release());
             return self.report(result);
         }
-        // An async creator was cancelled or panicked: release from a task.
-        #[cfg(feature = "tokio")]
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let (region, key, origin) = (self.region.clone(), std::mem::take(&mut self.key), self.origin);
-            drop(handle.spawn(async move {
-                let result = match origin {
-                    Origin::Offloaded => offload_release(lease).await,
-                    _ => lease.release().await,
-                };
-                report(&region, &key, result);
-            }));
-            return;
-        }
-        // No runtime to spawn on: release from a helper thread (lease
-        // futures may be polled anywhere, see `Lease`), so the dropping
-        // thread, perhaps an executor's, is not blocked.
+        // An async creator was cancelled or panicked: release away from this
+        // thread, perhaps an executor's.
         let (region, key) = (self.region.clone(), std::mem::take(&mut self.key));
-        let spawned = std::thread::Builder::new().name("dogpile-release".into()).spawn(move || {
-            let result = block_on(lease.release());
-            report(&region, &key, result);
-        });
-        if let Err(e) = spawned {
-            tracing::warn!(
-                region = %self.region.inner.name,
-                error = %e,
-                "could not start a thread to release the lease of a cancelled creator; it expires after lock_timeout"
-            );
-        }
+        release_detached(lease, move |result| report(&region, &key, result));
     }
 }
 

@@ -77,11 +77,24 @@ impl Region {
     /// shares invalidations, returns once the backend keeps it (or with its
     /// error; this process's invalidation holds either way).
     pub async fn invalidate_async(&self, how: Invalidation) -> Result<(), Error> {
-        self.inner.invalidations.record(self.inner.clock.now(), how);
         if self.inner.shared_invalidation.is_none() {
+            self.inner.invalidations.record(self.inner.clock.now(), how);
             return Ok(());
         }
-        let io = self.async_io()?;
+        let io = match self.async_io() {
+            Ok(io) => io,
+            Err(e) => {
+                // This process's invalidation holds even when it cannot be shared.
+                self.inner.invalidations.record(self.inner.clock.now(), how);
+                return Err(e);
+            }
+        };
+        // The stored word first, so ours is later than it (see `invalidate`).
+        match io.load_invalidation(&self.inner.name).await {
+            Ok(word) => self.adopt_invalidation(word),
+            Err(e) => drop(self.backend_error(e)),
+        }
+        self.inner.invalidations.record(self.inner.clock.now(), how);
         let r = io.store_invalidation(&self.inner.name, self.inner.invalidations.word()).await;
         self.backend_call(r)
     }
@@ -197,7 +210,7 @@ impl Region {
         }
         self.refresh_invalidation_async(io).await;
         let value = self.backend_call(io.get(skey).await)?;
-        Ok(self.judge_read(skey, value, exp))
+        Ok(self.judge_read(skey, value, exp, early))
     }
 
     /// Adopts the invalidation another process stored in the backend, at
@@ -327,7 +340,7 @@ impl Region {
                 }
                 Step::Lease => match io.read_and_lease(skey, self.inner.lock_timeout).await {
                     Ok((Leased { value, acquire }, origin)) => {
-                        let found = keep(self.judge_read(skey, value, exp), &mut last, &mut stale);
+                        let found = keep(self.judge_read(skey, value, exp, false), &mut last, &mut stale);
                         let won = match acquire {
                             Acquire::Won(l) => {
                                 lease = Some(LeaseGuard::new(self, skey, l, origin));
@@ -488,7 +501,7 @@ impl Region {
         let mut waited = false;
         for (&i, value) in order.iter().zip(first) {
             let (key, skey) = (unique[i], skeys[i].clone());
-            let lookup = self.judge_read(&skey, value, exp);
+            let lookup = self.judge_read(&skey, value, exp, true);
             let mut flow = Flow::new(self.inner.leases, false, waited);
             let settled = self.settle_async::<T>(&io, &skey, exp, lookup, &mut flow).await?;
             waited = flow.waited();

@@ -192,12 +192,21 @@ impl Region {
     /// [`invalidate_async`](Self::invalidate_async) to see it (and from async
     /// code).
     pub fn invalidate(&self, how: Invalidation) {
+        let io = self.inner.shared_invalidation.as_ref().and(self.inner.backend.blocking());
+        // The stored word first, so ours is later than it and the stored
+        // word only moves forward.
+        if let Some(io) = io {
+            match io.load_invalidation(&self.inner.name) {
+                Ok(word) => self.adopt_invalidation(word),
+                Err(e) => drop(self.backend_error(e)),
+            }
+        }
         self.inner.invalidations.record(self.inner.clock.now(), how);
         if self.inner.shared_invalidation.is_none() {
             return;
         }
         let word = self.inner.invalidations.word();
-        match self.inner.backend.blocking() {
+        match io {
             Some(io) => {
                 let _ = self.backend_call(io.store_invalidation(&self.inner.name, word));
             }
@@ -342,11 +351,17 @@ impl Region {
         self.judge_at(skey, value, self.inner.clock.now_coarse(), exp, early)
     }
 
-    /// Judges what a read returned (no early refresh: this is a read under
-    /// the lock, or a multi-key read).
-    pub(crate) fn judge_read<T: CacheValue>(&self, skey: &str, value: Option<Value>, exp: Expiration) -> Lookup<T> {
+    /// Judges what a read returned (`early`: XFetch early refresh applies,
+    /// for a caller's first read; not for reads under the lock).
+    pub(crate) fn judge_read<T: CacheValue>(
+        &self,
+        skey: &str,
+        value: Option<Value>,
+        exp: Expiration,
+        early: bool,
+    ) -> Lookup<T> {
         match value {
-            Some(v) => self.judge_value(skey, &v, exp, false),
+            Some(v) => self.judge_value(skey, &v, exp, early),
             None => Lookup::Absent,
         }
     }

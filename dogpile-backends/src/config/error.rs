@@ -156,9 +156,9 @@ mod tests {
             ),
             "{off}"
         );
-        let planned = ConfigError::NotCompiled { backend: "redis", feature: "redis", written: false };
+        let planned = ConfigError::NotCompiled { backend: "memcached", feature: "memcached", written: false };
         assert!(!planned.to_string().contains("feature"), "{planned}");
-        assert!(planned.to_string().contains("not yet available: redis"), "{planned}");
+        assert!(planned.to_string().contains("not yet available: file"), "{planned}");
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The table of backends by name: memory, bounded_memory and null (always
-/// compiled in), then redis, memcached and file (each to come behind the
-/// cargo feature of its name).
+/// compiled in), redis (behind the cargo feature of its name), then
+/// memcached and file (each to come behind the cargo feature of its name).
 ///
 /// A backend behind a feature is one row, a constant defined twice: e.g.
 /// `#[cfg(feature = "redis")] const REDIS: BackendEntry = BackendEntry::compiled::<crate::RedisConfig>(Some("redis"));`
@@ -17,14 +17,17 @@ pub const BACKENDS: &[BackendEntry] = &[
     BackendEntry::compiled::<crate::MemoryConfig>(None),
     BackendEntry::compiled::<crate::BoundedMemoryConfig>(None),
     BackendEntry::compiled::<crate::NullConfig>(None),
-    // Not written yet: each becomes a row as above when its module and
-    // cargo feature (same name in dogpile-backends and dogpile) land. No
-    // feature exists yet, so there is nothing to `cfg` on.
-    BackendEntry::planned("redis", "redis"),
+    REDIS,
     MEMCACHED,
+    // Not written yet: becomes a row like `REDIS` when its module and cargo
+    // feature (same name in dogpile-backends and dogpile) land.
     BackendEntry::planned("file", "file"),
 ];
 
+#[cfg(feature = "redis")]
+const REDIS: BackendEntry = BackendEntry::compiled::<crate::RedisConfig>(Some("redis"));
+#[cfg(not(feature = "redis"))]
+const REDIS: BackendEntry = BackendEntry::compiled_out("redis", "redis");
 #[cfg(feature = "memcached")]
 const MEMCACHED: BackendEntry = BackendEntry::compiled::<crate::MemcachedConfig>(Some("memcached"));
 #[cfg(not(feature = "memcached"))]
@@ -163,6 +166,9 @@ mod tests {
     fn fields_come_from_the_settings_type() {
         assert_eq!(find("bounded_memory").map(BackendEntry::fields), Some(&["capacity"][..]));
         assert_eq!(find("memory").map(BackendEntry::fields), Some(&[][..]));
+        #[cfg(not(feature = "redis"))]
         assert_eq!(find("redis").map(BackendEntry::fields), Some(&[][..]));
+        #[cfg(feature = "redis")]
+        assert!(find("redis").map(BackendEntry::fields).is_some_and(|f| f.contains(&"url")));
     }
 }

@@ -90,7 +90,10 @@ pub trait BlockingBackend: Send + Sync {
         Ok(None)
     }
 
-    /// Keeps `word` as the last invalidation of `region`, verbatim.
+    /// Keeps `word` as the last invalidation of `region`, verbatim. The
+    /// region loads the stored word and adopts it before it records and
+    /// stores its own, so the stored word moves forward; a backend that can
+    /// keep the larger of the stored and the new word atomically should.
     fn store_invalidation(&self, region: &str, word: u64) -> Result<(), BackendError> {
         let _ = (region, word);
         Ok(())

@@ -37,7 +37,7 @@
 
 mod blocking;
 mod key_limits;
-mod lease;
+pub(crate) mod lease;
 mod nonblocking;
 
 pub use crate::error::BackendError;
@@ -45,7 +45,7 @@ pub use crate::object_map::ObjectMap;
 pub use crate::value::{Meta, Value, ValueKind};
 pub use blocking::BlockingBackend;
 pub use key_limits::KeyLimits;
-pub use lease::{Acquire, Lease, Leased, ready};
+pub use lease::{Acquire, Lease, Leased, ReleaseOnDrop, ready};
 pub use nonblocking::AsyncBackend;
 
 use std::fmt;

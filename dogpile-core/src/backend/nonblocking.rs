@@ -57,18 +57,22 @@ pub trait AsyncBackend: Send + Sync {
     }
 
     /// See [`BlockingBackend::read_and_lease`](super::BlockingBackend::read_and_lease).
+    /// An override must not lose a won lease when its future is dropped
+    /// midway: hold it in a [`ReleaseOnDrop`](super::ReleaseOnDrop) across
+    /// awaits.
     fn read_and_lease<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<Leased, BackendError>> {
         Box::pin(async move {
-            let acquire = self.try_lease(key, ttl).await?;
-            match self.get(key).await {
-                Ok(value) => Ok(Leased { value, acquire }),
-                Err(e) => {
-                    if let Acquire::Won(lease) = acquire {
-                        let _ = lease.release().await;
-                    }
-                    Err(e)
-                }
-            }
+            // Held so that a future dropped during the read releases it.
+            let held = match self.try_lease(key, ttl).await? {
+                Acquire::Won(lease) => Some(super::ReleaseOnDrop::new(lease)),
+                Acquire::Held => None,
+            };
+            let value = self.get(key).await?;
+            let acquire = match held {
+                Some(held) => Acquire::Won(held.into_inner()),
+                None => Acquire::Held,
+            };
+            Ok(Leased { value, acquire })
         })
     }
 

@@ -1,0 +1,252 @@
+//! The Redis backend: values, creation leases and invalidations shared by
+//! every process (on every machine) that uses the same Redis.
+//!
+//! - Values are encoded envelopes stored with `SET ... PX <ttl>`, the
+//!   region's storage time to live (its expiration plus a grace), so Redis
+//!   frees what the region no longer serves. `get_multi` is one `MGET`,
+//!   `set_multi` one pipeline.
+//! - The creation lease of a key is a Redis key set with `SET NX PX` to a
+//!   random owner token; only its owner extends or releases it (Lua scripts
+//!   comparing the token), and it expires, so a crashed holder blocks the key
+//!   for the lease time at most. A read and a lease request are one script,
+//!   one round trip.
+//! - `invalidate` writes a small key per region that every process reads
+//!   (at most every `invalidation_refresh`, a region setting).
+//! - Keys are laid out so that a value and its lease share a Redis Cluster
+//!   hash slot (see [`RedisBackend`]).
+//!
+//! Connections are made on first use: a region can be built while Redis is
+//! down, and calls fail (the region reports errors; `#[cached]` functions
+//! fail open) until it is back.
+
+mod blocking;
+mod connection;
+mod keys;
+mod lease;
+#[cfg(feature = "redis-async")]
+mod nonblocking;
+mod scripts;
+mod settings;
+
+pub use settings::RedisConfig;
+
+use connection::{Pool, Timeouts, Topology};
+use dogpile_core::backend::{AsyncBackend, Backend, BackendError, BlockingBackend, ValueKind};
+use keys::Keys;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A Redis deployment (one server, Sentinel or Cluster) used as a shared
+/// cache with a distributed dogpile lock.
+///
+/// ```no_run
+/// use dogpile_core::Region;
+/// use dogpile_backends::RedisBackend;
+/// use std::time::Duration;
+///
+/// let backend = RedisBackend::builder("redis://127.0.0.1:6379/0")
+///     .key_prefix("myapp:")
+///     .io_timeout(Duration::from_millis(500))
+///     .build()?;
+/// let region = Region::builder("users").backend(backend).expiration(Duration::from_secs(60)).build();
+/// let name: String = region.get_or_create("user:1", || "Ada".to_owned())?;
+/// # let _ = name;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Redis keys: a value under `<prefix>{=<key>}`, its creation lease under
+/// `<prefix>{=<key>}:lease` (one hash slot for both in a Cluster), a
+/// region's last invalidation under `<prefix>dogpile:inv:<region>`.
+///
+/// With the `redis-async` feature the backend also has an async interface
+/// on a managed multiplexed connection (tokio), made on the first async call
+/// and living on that call's runtime; without it, async callers use the
+/// blocking interface on tokio's blocking pool (dogpile's `tokio` feature).
+/// Sentinel and Cluster deployments offer the blocking interface only.
+#[derive(Debug, Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+/// What the backend's handles and leases share.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) keys: Keys,
+    pub(crate) pool: Pool,
+    #[cfg(feature = "redis-async")]
+    pub(crate) aio: Option<nonblocking::Aio>,
+}
+
+/// Which deployment a [`RedisBuilder`] connects to.
+#[derive(Debug, Clone)]
+enum Target {
+    Url(String),
+    Sentinel { sentinels: Vec<String>, service: String, db: i64 },
+    Cluster { nodes: Vec<String> },
+}
+
+/// Settings of a [`RedisBackend`] before it is built (no connection is made
+/// by building either).
+///
+/// ```
+/// use dogpile_backends::RedisBackend;
+/// use std::time::Duration;
+///
+/// // Nothing listens on this port: building still works, calls will fail.
+/// let backend = RedisBackend::builder("redis://127.0.0.1:1")
+///     .key_prefix("app:")
+///     .connect_timeout(Duration::from_millis(100))
+///     .build()?;
+/// # let _ = backend;
+/// # Ok::<(), dogpile_core::backend::BackendError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisBuilder {
+    target: Target,
+    prefix: String,
+    timeouts: Timeouts,
+}
+
+/// The default time allowed to connect.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default time allowed for one reply.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl RedisBuilder {
+    fn new(target: Target) -> Self {
+        Self {
+            target,
+            prefix: String::new(),
+            timeouts: Timeouts { connect: DEFAULT_CONNECT_TIMEOUT, io: DEFAULT_IO_TIMEOUT },
+        }
+    }
+
+    /// Prepends `prefix` to every Redis key, so that several applications
+    /// (or tests) can share one Redis without seeing each other's keys.
+    /// It may not contain `{` or `}` (refused by [`build`](Self::build)).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a new connection may take (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.connect = timeout;
+        self
+    }
+
+    /// How long one reply may take (default 1 s).
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.io = timeout;
+        self
+    }
+
+    /// Builds the backend: checks the URLs, connects to nothing.
+    pub fn build(self) -> Result<RedisBackend, BackendError> {
+        let bad_url = |e| connection::error("invalid Redis URL", e);
+        let topology = match &self.target {
+            Target::Url(url) => Topology::Single(redis::Client::open(url.as_str()).map_err(bad_url)?),
+            Target::Sentinel { sentinels, service, db } => {
+                let info = redis::sentinel::SentinelNodeConnectionInfo::default()
+                    .set_redis_connection_info(redis::RedisConnectionInfo::default().set_db(*db));
+                let client = redis::sentinel::SentinelClient::build(
+                    sentinels.iter().map(String::as_str).collect(),
+                    service.clone(),
+                    Some(info),
+                    redis::sentinel::SentinelServerType::Master,
+                )
+                .map_err(bad_url)?;
+                Topology::Sentinel(std::sync::Mutex::new(client))
+            }
+            Target::Cluster { nodes } => {
+                let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+                    .connection_timeout(self.timeouts.connect)
+                    .response_timeout(self.timeouts.io)
+                    .build()
+                    .map_err(bad_url)?;
+                Topology::Cluster(client)
+            }
+        };
+        #[cfg(feature = "redis-async")]
+        let aio = match &topology {
+            Topology::Single(client) => Some(nonblocking::Aio::new(client.clone(), self.timeouts)),
+            _ => None,
+        };
+        let inner = Inner {
+            keys: Keys::new(self.prefix).map_err(|m| BackendError::new(connection::NAME, m))?,
+            pool: Pool::new(topology, self.timeouts),
+            #[cfg(feature = "redis-async")]
+            aio,
+        };
+        Ok(RedisBackend { inner: Arc::new(inner) })
+    }
+}
+
+impl RedisBackend {
+    /// A backend on the server at `url` (`redis://[user:password@]host:port[/db]`,
+    /// `rediss://` with the `redis-tls` feature, `unix:///path`), with the
+    /// default settings and no key prefix. Connects to nothing yet.
+    pub fn new(url: &str) -> Result<Self, BackendError> {
+        Self::builder(url).build()
+    }
+
+    /// The settings of a backend on the server at `url`.
+    pub fn builder(url: impl Into<String>) -> RedisBuilder {
+        RedisBuilder::new(Target::Url(url.into()))
+    }
+
+    /// The settings of a backend on the master of `service`, found through
+    /// the Sentinels at `sentinels` (`redis://host:port` each), using
+    /// database `0`. Each new connection asks the Sentinels for the
+    /// current master, so a failover is followed.
+    pub fn sentinel(sentinels: &[&str], service: impl Into<String>) -> RedisBuilder {
+        RedisBuilder::new(Target::Sentinel {
+            sentinels: sentinels.iter().map(|s| (*s).to_owned()).collect(),
+            service: service.into(),
+            db: 0,
+        })
+    }
+
+    /// The settings of a backend on the Redis Cluster reached through any of
+    /// `nodes` (`redis://host:port` each). A value and its lease share a
+    /// hash slot; a multi-key read is split per slot by the client.
+    pub fn cluster(nodes: &[&str]) -> RedisBuilder {
+        RedisBuilder::new(Target::Cluster { nodes: nodes.iter().map(|s| (*s).to_owned()).collect() })
+    }
+
+    /// The prefix of every Redis key this backend writes.
+    pub fn key_prefix(&self) -> &str {
+        self.inner.keys.prefix()
+    }
+}
+
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        connection::NAME
+    }
+
+    fn value_kind(&self) -> ValueKind {
+        ValueKind::Bytes
+    }
+
+    fn blocking(&self) -> Option<&dyn BlockingBackend> {
+        Some(self)
+    }
+
+    fn nonblocking(&self) -> Option<&dyn AsyncBackend> {
+        #[cfg(feature = "redis-async")]
+        if self.inner.aio.is_some() {
+            return Some(self);
+        }
+        None
+    }
+
+    fn issues_leases(&self) -> bool {
+        true
+    }
+
+    fn shares_invalidation(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,222 @@
+//! The async interface (feature `redis-async`): a managed multiplexed
+//! connection on tokio, which reconnects by itself after Redis restarts.
+
+use super::RedisBackend;
+use super::blocking::{bytes, set_cmd, value, word};
+use super::connection::{NAME, Timeouts, error};
+use super::lease::AsyncRedisLease;
+use super::scripts::RELEASE;
+use super::scripts::{READ_AND_LEASE, STORE_MAX, millis, padded, token};
+use dogpile_core::backend::{Acquire, AsyncBackend, BackendError, BoxFuture, Leased, Value};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tokio::runtime::Handle;
+
+/// The async connection, made on the first async call (it needs a tokio
+/// runtime; the backend may have been built outside one).
+#[derive(Debug)]
+pub(crate) struct Aio {
+    client: redis::Client,
+    timeouts: Timeouts,
+    manager: OnceLock<(ConnectionManager, Handle)>,
+}
+
+impl Aio {
+    pub(crate) fn new(client: redis::Client, timeouts: Timeouts) -> Self {
+        Self { client, timeouts, manager: OnceLock::new() }
+    }
+
+    /// The connection and the runtime it lives on.
+    fn connection(&self) -> Result<(ConnectionManager, Handle), BackendError> {
+        if let Some(made) = self.manager.get() {
+            return Ok(made.clone());
+        }
+        let runtime = Handle::try_current().map_err(|e| {
+            BackendError::with_source(NAME, "the async interface of the Redis backend needs a tokio runtime", e)
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeouts.connect))
+            .set_response_timeout(Some(self.timeouts.io))
+            // Reconnect attempts run in the background; a call made while
+            // Redis is down fails at once rather than waiting for them.
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .map_err(|e| error("could not set up the async connection", e))?;
+        Ok(self.manager.get_or_init(|| (manager, runtime)).clone())
+    }
+}
+
+impl RedisBackend {
+    fn aio(&self) -> Result<(ConnectionManager, Handle), BackendError> {
+        match &self.inner.aio {
+            Some(aio) => aio.connection(),
+            None => Err(BackendError::new(NAME, "this Redis deployment has no async interface")),
+        }
+    }
+
+    fn manager(&self) -> Result<ConnectionManager, BackendError> {
+        self.aio().map(|(m, _)| m)
+    }
+}
+
+impl AsyncBackend for RedisBackend {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Value>, BackendError>> {
+        Box::pin(async move {
+            let mut con = self.manager()?;
+            let found = redis::cmd("GET").arg(self.inner.keys.value(key)).query_async(&mut con).await;
+            found.map(value).map_err(|e| error("could not read", e))
+        })
+    }
+
+    fn set<'a>(&'a self, key: &'a str, v: Value, ttl: Option<Duration>) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            let mut con = self.manager()?;
+            let cmd = set_cmd(&self.inner.keys.value(key), bytes(&v)?, ttl);
+            cmd.query_async::<()>(&mut con).await.map_err(|e| error("could not write", e))
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            let mut con = self.manager()?;
+            let cmd = redis::cmd("DEL").arg(self.inner.keys.value(key)).clone();
+            cmd.query_async::<()>(&mut con).await.map_err(|e| error("could not delete", e))
+        })
+    }
+
+    fn get_multi<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<Option<Value>>, BackendError>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut con = self.manager()?;
+            let mut cmd = redis::cmd("MGET");
+            for k in keys {
+                cmd.arg(self.inner.keys.value(k));
+            }
+            let found: Vec<Option<Vec<u8>>> =
+                cmd.query_async(&mut con).await.map_err(|e| error("could not read", e))?;
+            Ok(found.into_iter().map(value).collect())
+        })
+    }
+
+    fn set_multi<'a>(
+        &'a self,
+        items: Vec<(&'a str, Value)>,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            if items.is_empty() {
+                return Ok(());
+            }
+            let mut con = self.manager()?;
+            let mut pipe = redis::pipe();
+            for (k, v) in &items {
+                pipe.add_command(set_cmd(&self.inner.keys.value(k), bytes(v)?, ttl)).ignore();
+            }
+            pipe.query_async::<()>(&mut con).await.map_err(|e| error("could not write", e))
+        })
+    }
+
+    fn delete_multi<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let mut con = self.manager()?;
+            let mut pipe = redis::pipe();
+            for k in keys {
+                pipe.cmd("DEL").arg(self.inner.keys.value(k)).ignore();
+            }
+            pipe.query_async::<()>(&mut con).await.map_err(|e| error("could not delete", e))
+        })
+    }
+
+    fn try_lease<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<Acquire, BackendError>> {
+        Box::pin(async move {
+            let (con, runtime) = self.aio()?;
+            let (lease_key, token) = (self.inner.keys.lease(key), token());
+            let cmd = redis::cmd("SET").arg(&lease_key).arg(&token).arg("NX").arg("PX").arg(millis(ttl)).clone();
+            let request = {
+                let mut con = con.clone();
+                async move { cmd.query_async::<Option<String>>(&mut con).await.map(|won| (won.is_some(), ())) }
+            };
+            let (lease, ()) = lease_request(AsyncRedisLease { con, runtime, lease_key, token }, request)
+                .await
+                .map_err(|e| error("could not ask for a lease", e))?;
+            Ok(lease.map_or(Acquire::Held, |l| Acquire::Won(Box::new(l))))
+        })
+    }
+
+    fn read_and_lease<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<Leased, BackendError>> {
+        Box::pin(async move {
+            let (con, runtime) = self.aio()?;
+            let (value_key, lease_key, token) = (self.inner.keys.value(key), self.inner.keys.lease(key), token());
+            let request = {
+                let (mut con, lease_key, token) = (con.clone(), lease_key.clone(), token.clone());
+                async move {
+                    let mut call = READ_AND_LEASE.key(&value_key);
+                    call.key(&lease_key).arg(&token).arg(millis(ttl));
+                    let (won, stored): (i64, Option<Vec<u8>>) = call.invoke_async(&mut con).await?;
+                    Ok((won == 1, stored))
+                }
+            };
+            let (lease, stored) = lease_request(AsyncRedisLease { con, runtime, lease_key, token }, request)
+                .await
+                .map_err(|e| error("could not read and ask for a lease", e))?;
+            let acquire = lease.map_or(Acquire::Held, |l| Acquire::Won(Box::new(l)));
+            Ok(Leased { value: value(stored), acquire })
+        })
+    }
+
+    fn load_invalidation<'a>(&'a self, region: &'a str) -> BoxFuture<'a, Result<Option<u64>, BackendError>> {
+        Box::pin(async move {
+            let mut con = self.manager()?;
+            let cmd = redis::cmd("GET").arg(self.inner.keys.invalidation(region)).clone();
+            word(cmd.query_async(&mut con).await.map_err(|e| error("could not read the invalidation", e))?)
+        })
+    }
+
+    fn store_invalidation<'a>(&'a self, region: &'a str, w: u64) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            let mut con = self.manager()?;
+            let mut call = STORE_MAX.key(self.inner.keys.invalidation(region));
+            call.arg(padded(w));
+            call.invoke_async::<()>(&mut con).await.map_err(|e| error("could not write the invalidation", e))
+        })
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        if Handle::try_current().is_ok() {
+            Box::pin(tokio::time::sleep(duration))
+        } else {
+            Box::pin(async move { std::thread::sleep(duration) })
+        }
+    }
+}
+
+/// Runs a lease request as a task of its own on the lease's runtime, so that
+/// a caller cancelled midway cannot lose a lease the request won: if nobody
+/// takes the answer, the task releases the lease by its token. Returns the
+/// lease if it was won, and what else the request read.
+async fn lease_request<T: Send + 'static>(
+    lease: AsyncRedisLease,
+    request: impl Future<Output = redis::RedisResult<(bool, T)>> + Send + 'static,
+) -> redis::RedisResult<(Option<AsyncRedisLease>, T)> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (mut con, lease_key, token) = (lease.con.clone(), lease.lease_key.clone(), lease.token.clone());
+    drop(lease.runtime.spawn(async move {
+        let answer = request.await;
+        if let Err(Ok((true, _))) = tx.send(answer) {
+            // The caller is gone and the lease was won: release it now
+            // rather than leave the key locked until it expires.
+            let _ = RELEASE.key(&lease_key).arg(&token).invoke_async::<i64>(&mut con).await;
+        }
+    }));
+    let (won, read) = rx.await.map_err(|_| {
+        redis::RedisError::from((redis::ErrorKind::Io, "the lease request's task ended without an answer"))
+    })??;
+    Ok((won.then_some(lease), read))
+}
