@@ -5,6 +5,7 @@
 //! | [`MemoryBackend`] | concurrent hash map, unbounded | in-process |
 //! | [`BoundedMemoryBackend`] | size-bounded, evicting (S3-FIFO) | in-process |
 //! | [`NullBackend`] | nothing | in-process (every call creates) |
+//! | `FileBackend` (feature `file`) | files under a directory, shared by the processes of one machine | OS file locks, per key |
 //!
 //! Each backend module also owns its settings type ([`MemoryConfig`],
 //! [`BoundedMemoryConfig`], [`NullConfig`]); [`config`] builds a backend
@@ -12,9 +13,13 @@
 
 mod bounded;
 pub mod config;
+#[cfg(feature = "file")]
+mod file;
 mod memory;
 mod null;
 
 pub use bounded::{BoundedMemoryBackend, BoundedMemoryConfig};
+#[cfg(feature = "file")]
+pub use file::{DEFAULT_SWEEP_INTERVAL, FileBackend, FileConfig, SweepReport};
 pub use memory::{MemoryBackend, MemoryConfig};
 pub use null::{NullBackend, NullConfig};

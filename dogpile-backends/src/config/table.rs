@@ -17,13 +17,18 @@ pub const BACKENDS: &[BackendEntry] = &[
     BackendEntry::compiled::<crate::MemoryConfig>(None),
     BackendEntry::compiled::<crate::BoundedMemoryConfig>(None),
     BackendEntry::compiled::<crate::NullConfig>(None),
-    // Not written yet: each becomes a row as above when its module and
+    // Not written yet: each becomes a row as `FILE` when its module and
     // cargo feature (same name in dogpile-backends and dogpile) land. No
     // feature exists yet, so there is nothing to `cfg` on.
     BackendEntry::planned("redis", "redis"),
     BackendEntry::planned("memcached", "memcached"),
-    BackendEntry::planned("file", "file"),
+    FILE,
 ];
+
+#[cfg(feature = "file")]
+const FILE: BackendEntry = BackendEntry::compiled::<crate::FileConfig>(Some("file"));
+#[cfg(not(feature = "file"))]
+const FILE: BackendEntry = BackendEntry::compiled_out("file", "file");
 
 /// One backend a configuration can name.
 #[derive(Clone, Copy)]
@@ -146,8 +151,9 @@ mod tests {
                     assert!(!b.compiled, "{}", b.name);
                     assert_eq!(Some(feature), b.feature);
                 }
-                // bounded_memory needs its capacity.
+                // bounded_memory needs its capacity, file its path.
                 Err(ConfigError::MissingField { backend: "bounded_memory", field: "capacity" }) => {}
+                Err(ConfigError::MissingField { backend: "file", field: "path" }) => {}
                 Err(e) => panic!("{}: {e}", b.name),
                 Ok(_) => assert!(b.compiled, "{}", b.name),
             }
