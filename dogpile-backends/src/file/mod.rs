@@ -260,7 +260,7 @@ fn bytes(value: Value) -> Result<Vec<u8>, BackendError> {
 
 impl BlockingBackend for FileBackend {
     fn get(&self, key: &str) -> Result<Option<Value>, BackendError> {
-        Ok(self.inner.read(&self.paths(key))?.map(Value::Bytes))
+        Ok(self.inner.read(&names::value_path(&self.inner.dir, key))?.map(Value::Bytes))
     }
 
     fn set(&self, key: &str, value: Value, ttl: Option<Duration>) -> Result<(), BackendError> {

@@ -3,6 +3,7 @@
 //! nothing outside it.
 
 use sha2::{Digest, Sha256};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,16 +18,34 @@ pub(super) const INVALIDATION: &str = "invalidation-";
 
 /// The lowercase hex SHA-256 of `parts`, one after the other.
 pub(super) fn digest(parts: &[&[u8]]) -> String {
+    let hex = hex_digest(parts);
+    String::from_utf8_lossy(&hex).into_owned()
+}
+
+/// The same digest, on the stack.
+fn hex_digest(parts: &[&[u8]]) -> [u8; 64] {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update(part);
     }
-    let mut out = String::with_capacity(64);
-    for byte in hasher.finalize() {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    let mut out = [0; 64];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(hasher.finalize()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
     out
+}
+
+/// The value file of `key` alone, built with one allocation (a read needs
+/// no more).
+pub(super) fn value_path(dir: &Path, key: &str) -> PathBuf {
+    let hex = hex_digest(&[b"key\0", key.as_bytes()]);
+    let mut path = OsString::with_capacity(dir.as_os_str().len() + 1 + hex.len() + VALUE.len());
+    path.push(dir.as_os_str());
+    path.push(std::path::MAIN_SEPARATOR_STR);
+    path.push(std::str::from_utf8(&hex).unwrap_or_default());
+    path.push(VALUE);
+    PathBuf::from(path)
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -74,6 +93,12 @@ mod tests {
         assert_eq!(p.value, Path::new("/d").join(format!("{}.v", p.stem)));
         assert_eq!(p.lock, Path::new("/d").join(format!("{}.lock", p.stem)));
         assert_ne!(KeyPaths::new(Path::new("/d"), "k2").stem, p.stem);
+    }
+
+    #[test]
+    fn the_value_path_alone_is_the_same() {
+        let dir = Path::new("/some/dir");
+        assert_eq!(value_path(dir, "k/../é\0"), KeyPaths::new(dir, "k/../é\0").value);
     }
 
     #[test]

@@ -34,11 +34,11 @@ impl Inner {
     /// The value file of a key: `Ok(None)` when there is none or its
     /// storage time is over. A damaged file is counted and returned as an
     /// empty value, which the region counts as undecodable (a miss).
-    pub(super) fn read(&self, paths: &KeyPaths) -> Result<Option<Vec<u8>>, BackendError> {
-        let mut bytes = match fs::read(&paths.value) {
+    pub(super) fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, BackendError> {
+        let mut bytes = match fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(error("read", &paths.value, e)),
+            Err(e) => return Err(error("read", path, e)),
         };
         match format::open(&mut bytes) {
             Opened::Value { expires } if expires != 0 && expires <= now_nanos() => Ok(None),
