@@ -158,7 +158,7 @@ mod tests {
         );
         let planned = ConfigError::NotCompiled { backend: "redis", feature: "redis", written: false };
         assert!(!planned.to_string().contains("feature"), "{planned}");
-        assert!(planned.to_string().contains("not yet available: redis, memcached, file"), "{planned}");
+        assert!(planned.to_string().contains("not yet available: redis, memcached"), "{planned}");
     }
 
     #[test]
