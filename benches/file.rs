@@ -80,6 +80,24 @@ fn w1(c: &mut Criterion) {
         std::fs::write(f, vec![b'x'; size as usize]).unwrap();
     }
     println!("W1: value files of {size} bytes (64-byte value, envelope and trailer)");
+    if let Ok(spec) = std::env::var("DOGPILE_BENCH_PROFILE") {
+        // `w1:<fs_read|dogpile_string|dogpile_arc_str>:<calls>`: that loop
+        // alone, for callgrind (run twice with different counts and take
+        // the difference per call, which leaves the set-up out).
+        let mut parts = spec.split(':').skip(1);
+        let (which, calls) =
+            (parts.next().unwrap_or("dogpile_string"), parts.next().map_or(10_000, |n| n.parse().unwrap()));
+        for i in 0..calls {
+            let i = i % KEYS as usize;
+            match which {
+                "fs_read" => drop(black_box(std::fs::read(&plain_files[i]).unwrap())),
+                "dogpile_string" => drop(black_box(strings.get_or_create(&keys[i], || value_for(i as u64)).unwrap())),
+                _ => drop(black_box(arcs.get_or_create(&keys[i], || Arc::<str>::from(value_for(i as u64))).unwrap())),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
 
     let mut g = c.benchmark_group("file_w1_hit");
     let next = AtomicU64::new(0);
@@ -98,6 +116,42 @@ fn w1(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // Interleaved: the three in turn, round after round, so that load from
+    // elsewhere hits them alike; per-round ratios to the floor.
+    let batch = if bench_mode() { 20_000 } else { 100 };
+    let time = |f: &dyn Fn(usize)| {
+        let start = Instant::now();
+        for i in 0..batch {
+            f(i % KEYS as usize);
+        }
+        start.elapsed() / batch as u32
+    };
+    let (mut floor, mut string, mut arc, mut r_string, mut r_arc) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..rounds() * 2 {
+        let f = time(&|i| drop(black_box(std::fs::read(&plain_files[i]).unwrap())));
+        let s = time(&|i| drop(black_box(strings.get_or_create(&keys[i], || value_for(i as u64)).unwrap())));
+        let a =
+            time(&|i| drop(black_box(arcs.get_or_create(&keys[i], || Arc::<str>::from(value_for(i as u64))).unwrap())));
+        r_string.push(s.as_secs_f64() / f.as_secs_f64());
+        r_arc.push(a.as_secs_f64() / f.as_secs_f64());
+        floor.push(f);
+        string.push(s);
+        arc.push(a);
+    }
+    let mid = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "W1 interleaved ({} rounds of {batch} calls): fs_read {:?}, dogpile String {:?} ({:.2}x), Arc<str> {:?} ({:.2}x) (medians; ratio: median of per-round ratios)",
+        floor.len(),
+        median(&mut floor),
+        median(&mut string),
+        mid(&mut r_string),
+        median(&mut arc),
+        mid(&mut r_arc),
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -265,6 +319,9 @@ fn main() {
     }
     let mut c = Criterion::default().configure_from_args();
     w1(&mut c);
+    if std::env::var_os("DOGPILE_BENCH_PROFILE").is_some() {
+        return;
+    }
     c.final_summary();
     if std::env::args().any(|a| a == "--list") {
         return;
