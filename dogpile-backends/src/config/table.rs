@@ -7,8 +7,8 @@ use std::fmt;
 use std::sync::Arc;
 
 /// The table of backends by name: memory, bounded_memory and null (always
-/// compiled in), then redis, memcached and file (each to come behind the
-/// cargo feature of its name).
+/// compiled in), redis and memcached (planned), and file (behind the cargo
+/// feature `file`).
 ///
 /// A backend behind a feature is one row, a constant defined twice: e.g.
 /// `#[cfg(feature = "redis")] const REDIS: BackendEntry = BackendEntry::compiled::<crate::RedisConfig>(Some("redis"));`
