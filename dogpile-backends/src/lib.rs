@@ -7,6 +7,7 @@
 //! | [`NullBackend`] | nothing | in-process (every call creates) |
 //! | `RedisBackend` (feature `redis`) | Redis: one server, Sentinel, Cluster | leases in Redis, shared by every process |
 //! | `MemcachedBackend` (feature `memcached`) | one or many memcached servers, ketama or rendezvous | lease item owned by its CAS |
+//! | `FileBackend` (feature `file`) | files under a directory, shared by the processes of one machine | OS file locks, per key |
 //!
 //! Each backend module also owns its settings type ([`MemoryConfig`],
 //! [`BoundedMemoryConfig`], [`NullConfig`]); [`config`] builds a backend
@@ -14,6 +15,8 @@
 
 mod bounded;
 pub mod config;
+#[cfg(feature = "file")]
+mod file;
 #[cfg(feature = "memcached")]
 pub mod memcached;
 mod memory;
@@ -22,6 +25,8 @@ mod null;
 mod redis;
 
 pub use bounded::{BoundedMemoryBackend, BoundedMemoryConfig};
+#[cfg(feature = "file")]
+pub use file::{DEFAULT_SWEEP_INTERVAL, FileBackend, FileConfig, SweepReport};
 #[cfg(feature = "memcached")]
 pub use memcached::{MemcachedBackend, MemcachedConfig};
 pub use memory::{MemoryBackend, MemoryConfig};

@@ -158,7 +158,7 @@ mod tests {
         );
         let planned = ConfigError::NotCompiled { backend: "memcached", feature: "memcached", written: false };
         assert!(!planned.to_string().contains("feature"), "{planned}");
-        assert!(planned.to_string().contains("not yet available: file"), "{planned}");
+        assert!(planned.to_string().contains("planned but not available yet"), "{planned}");
     }
 
     #[test]

@@ -1,0 +1,255 @@
+//! The file backend in one process: the conformance suite (one directory,
+//! each backend its own subdirectory; two backends on one directory
+//! standing for two processes), keys of every shape, damaged files, the
+//! sweep, a directory that cannot be used, and configuration by name.
+
+mod conformance;
+mod support_file;
+
+use conformance::Stores;
+use dogpile::backend::{Acquire, Backend, BlockingBackend, Value};
+use dogpile::backends::{FileBackend, FileConfig};
+use dogpile::{Error, Region};
+use std::sync::Arc;
+use std::time::Duration;
+use support_file::TempDir;
+
+/// A backend on a fresh directory that lives as long as the test process
+/// (the suite's factories return only the backend).
+fn fresh() -> Arc<dyn Backend> {
+    let dir = TempDir::new("conformance");
+    let backend = FileBackend::new(dir.path());
+    std::mem::forget(dir);
+    Arc::new(backend)
+}
+
+fn fresh_pair() -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+    let dir = TempDir::new("pair");
+    let pair: (Arc<dyn Backend>, Arc<dyn Backend>) =
+        (Arc::new(FileBackend::new(dir.path())), Arc::new(FileBackend::new(dir.path())));
+    std::mem::forget(dir);
+    pair
+}
+
+conformance_suite!(file, Stores::Values, fresh);
+
+// The shared checks; for `an_unextended_lease_expires` a file lock is a
+// lease without keep-alive that holds while its holder lives (the OS
+// releases it when the holder dies:
+// `test_file_processes::a_killed_holders_lock_is_free`).
+shared_suite!(file_pair, fresh_pair);
+
+fn region(backend: &FileBackend) -> Region {
+    Region::builder("file").backend(backend.clone()).expiration(Duration::from_secs(3600)).build()
+}
+
+#[test]
+fn a_file_lease_needs_no_keep_alive_and_does_not_expire() {
+    let dir = TempDir::new("lease");
+    let (a, b) = (FileBackend::new(dir.path()), FileBackend::new(dir.path()));
+    let Acquire::Won(lease) = a.try_lease("k", Duration::from_millis(1)).unwrap() else { panic!("free key") };
+    assert!(!lease.needs_keep_alive());
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(matches!(b.try_lease("k", Duration::from_secs(1)).unwrap(), Acquire::Held), "still held past its ttl");
+    drop(lease);
+    assert!(matches!(b.try_lease("k", Duration::from_secs(1)).unwrap(), Acquire::Won(_)), "dropping releases");
+}
+
+#[test]
+fn a_waiter_is_woken_by_the_release_not_by_its_timeout() {
+    let dir = TempDir::new("wake");
+    let (a, b) = (FileBackend::new(dir.path()), FileBackend::new(dir.path()));
+    let Acquire::Won(lease) = a.try_lease("k", Duration::from_secs(30)).unwrap() else { panic!("free key") };
+    let waiter = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        assert!(b.wait_released("k", Duration::from_secs(60)).unwrap());
+        start.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!waiter.is_finished(), "waits while the lock is held");
+    let _ = futures_ready(lease.release());
+    let waited = waiter.join().unwrap();
+    assert!(waited < Duration::from_secs(30), "woken by the release after {waited:?}");
+    // A wait with nothing held returns at once; one with a hung holder
+    // returns at its limit.
+    let c = FileBackend::new(dir.path());
+    assert!(c.wait_released("k", Duration::from_secs(60)).unwrap());
+    let Acquire::Won(_held) = a.try_lease("k", Duration::from_secs(30)).unwrap() else { panic!("free key") };
+    assert!(c.wait_released("k", Duration::from_millis(50)).unwrap(), "waited out its limit");
+}
+
+fn futures_ready<T>(mut fut: dogpile::backend::BoxFuture<'_, T>) -> T {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a file lease's futures are ready"),
+    }
+}
+
+/// Keys with slashes, `..`, NUL bytes, unicode and 10 kB round trip, stay
+/// apart, and every file stays inside the directory.
+#[test]
+fn keys_of_every_shape_round_trip_inside_the_directory() {
+    let root = TempDir::new("keys");
+    let backend = FileBackend::new(root.path().join("cache"));
+    let r = region(&backend);
+    let long = "é".repeat(5_000);
+    let keys = [
+        "plain",
+        "a/b/c",
+        "/etc/passwd",
+        "../../escape",
+        "..",
+        ".",
+        "nul\0byte",
+        "日本語のキー",
+        &long,
+        "",
+        "con",
+        "a\\b",
+        "trailing/",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        r.set(key, i).unwrap();
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(r.get::<usize>(key).unwrap(), Some(i), "{key:?}");
+    }
+    assert_eq!(root.files(""), ["cache"], "nothing written beside the directory");
+    let files = root.files("cache");
+    assert!(
+        files.iter().all(|f| f.len() <= 80 && f.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')),
+        "{files:?}"
+    );
+    assert!(files.iter().all(|f| std::fs::metadata(root.path().join("cache").join(f)).unwrap().is_file()));
+    assert_eq!(files.iter().filter(|f| f.ends_with(".v")).count(), keys.len());
+    assert!(!root.path().parent().unwrap().join("escape").exists());
+}
+
+fn value_files(backend: &FileBackend) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(backend.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "v"))
+        .collect()
+}
+
+/// A damaged value file (a flipped byte, truncated, or garbage) is a miss,
+/// counted by the backend and the region, and is replaced by the next
+/// creation.
+#[test]
+fn corrupted_files_are_counted_misses() {
+    let dir = TempDir::new("corrupt");
+    let backend = FileBackend::new(dir.path());
+    let r = region(&backend);
+    let damages: [fn(&mut Vec<u8>); 4] =
+        [|b| b[3] ^= 0x40, |b| b.truncate(b.len() / 2), |b| *b = b"garbage".to_vec(), |b| b.clear()];
+    for (i, damage) in damages.iter().enumerate() {
+        r.set("k", format!("value {i}")).unwrap();
+        let [file] = &value_files(&backend)[..] else { panic!("one value file") };
+        let mut bytes = std::fs::read(file).unwrap();
+        damage(&mut bytes);
+        std::fs::write(file, bytes).unwrap();
+        let (corrupt, failures) = (backend.corrupt_reads(), r.stats().decode_failures);
+        assert_eq!(r.get::<String>("k").unwrap(), None, "damage {i}: a miss");
+        assert_eq!(backend.corrupt_reads(), corrupt + 1, "damage {i}: counted by the backend");
+        assert_eq!(r.stats().decode_failures, failures + 1, "damage {i}: counted by the region");
+        assert_eq!(r.get_or_create("k", || "fixed".to_string()).unwrap(), "fixed");
+        assert_eq!(r.get::<String>("k").unwrap().as_deref(), Some("fixed"));
+    }
+}
+
+#[test]
+fn the_sweep_removes_expired_values_then_the_oldest_beyond_the_limit() {
+    let dir = TempDir::new("sweep");
+    let backend = FileBackend::new(dir.path());
+    let io = backend.blocking().unwrap();
+    io.set("short", Value::Bytes(vec![1; 100]), Some(Duration::from_millis(1))).unwrap();
+    io.set("forever", Value::Bytes(vec![2; 100]), None).unwrap();
+    std::fs::write(dir.path().join("00.1.2.tmp"), b"a dead writer's").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(io.get("short").unwrap().is_none(), "past its storage time: not read");
+    let report = backend.sweep().unwrap();
+    assert_eq!((report.expired, report.evicted, report.values), (1, 0, 1), "{report:?}");
+    assert_eq!(report.temporary, 0, "a fresh temporary file may belong to a running write");
+    assert!(io.get("forever").unwrap().is_some());
+
+    let limited = FileBackend::new(dir.path()).max_bytes(1_000);
+    let io = limited.blocking().unwrap();
+    for i in 0..10u8 {
+        io.set(&format!("k{i}"), Value::Bytes(vec![i; 176]), None).unwrap();
+        std::thread::sleep(Duration::from_millis(15)); // distinct write times
+    }
+    let report = limited.sweep().unwrap();
+    // (Writes past a tenth of the limit start sweeps of their own too.)
+    assert!(report.bytes <= 1_000, "{report:?}");
+    assert!(io.get("k9").unwrap().is_some(), "the newest stays");
+    assert!(io.get("k0").unwrap().is_none() && io.get("forever").unwrap().is_none(), "the oldest go first");
+    // A key whose lock is held (a creator runs) is never swept.
+    let Acquire::Won(_lease) = io.try_lease("k9", Duration::from_secs(30)).unwrap() else { panic!("free") };
+    let tiny = FileBackend::new(dir.path()).max_bytes(1);
+    let report = tiny.sweep().unwrap();
+    assert!(tiny.blocking().unwrap().get("k9").unwrap().is_some(), "{report:?}");
+}
+
+#[test]
+fn a_directory_that_cannot_be_created_is_an_error_naming_it() {
+    let dir = TempDir::new("unusable");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let path = file.join("cache");
+    let r = region(&FileBackend::new(&path));
+    let err = r.get_or_create("k", || 1u32).unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&*path.to_string_lossy()), "{message}");
+    assert!(r.set("k", 1u32).unwrap_err().to_string().contains(&*path.to_string_lossy()));
+}
+
+dogpile::region!(BROKEN, "file_broken_dir");
+dogpile::region!(BY_NAME, "file_by_name");
+
+#[dogpile::cached(region = "file_broken_dir")]
+fn doubled(x: u32) -> u32 {
+    x * 2
+}
+
+#[test]
+fn cached_functions_return_their_value_on_an_unusable_directory() {
+    let dir = TempDir::new("cached");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let toml = format!("[regions.file_broken_dir]\nbackend = \"file\"\npath = {:?}\n", file.join("cache"));
+    dogpile::configure_from_toml(&toml).unwrap();
+    assert_eq!(doubled(21), 42);
+    assert_eq!(doubled(21), 42);
+    assert!(BROKEN.region().unwrap().stats().backend_errors > 0);
+}
+
+#[test]
+fn configured_by_name() {
+    let dir = TempDir::new("config");
+    let toml = format!(
+        "[regions.file_by_name]\nbackend = \"file\"\npath = {:?}\nfsync = true\nmax_bytes = 1_000_000\nsweep_interval_secs = 60\n",
+        dir.path()
+    );
+    dogpile::configure_from_toml(&toml).unwrap();
+    assert_eq!(BY_NAME.region().unwrap().backend_name(), "file");
+    BY_NAME.set("k", "v".to_string()).unwrap();
+    assert_eq!(BY_NAME.get::<String>("k").unwrap().as_deref(), Some("v"));
+    assert!(!dir.files("").is_empty());
+    let bad =
+        dogpile::configure_from_toml("[regions.file_untouched]\nbackend = \"file\"\npath = \"/x\"\nmax_bytes = 0\n");
+    assert!(bad.unwrap_err().to_string().contains("max_bytes"));
+    let missing = dogpile::configure_from_toml("[regions.file_untouched]\nbackend = \"file\"\n");
+    assert!(missing.unwrap_err().to_string().contains("path"));
+    let _ = FileConfig::new(dir.path());
+}
+
+#[test]
+fn fsync_writes_read_back() {
+    let dir = TempDir::new("fsync");
+    let r = region(&FileBackend::new(dir.path()).fsync(true));
+    r.set("k", 7u64).unwrap();
+    assert_eq!(r.get::<u64>("k").unwrap(), Some(7));
+}
