@@ -147,8 +147,14 @@ fn a_writer_killed_mid_write_leaves_a_whole_value_or_none() {
     if role().is_some() {
         let r = region(&child_dir(), Duration::from_secs(3600));
         for i in 1u32.. {
-            r.delete("big").unwrap();
-            r.get_or_create("big", || vec![i as u8; BIG]).unwrap();
+            if i % 2 == 1 {
+                // A creator: writes under the key's lock.
+                r.delete("big").unwrap();
+                r.get_or_create("big", || vec![i as u8; BIG]).unwrap();
+            } else {
+                // An overwrite: the previous value stays readable meanwhile.
+                r.set("big", vec![i as u8; BIG]).unwrap();
+            }
             if i == 1 {
                 say("WRITING");
             }
@@ -163,12 +169,18 @@ fn a_writer_killed_mid_write_leaves_a_whole_value_or_none() {
     for round in 0..6u64 {
         let mut child = ChildProcess::spawn(test, "writer", dir.path());
         child.expect("WRITING");
-        let until = Instant::now() + Duration::from_millis(20 + round * 37 % 150);
-        while Instant::now() < until {
+        // Reads for a while (the kill lands at a different point each
+        // round), and until a value was seen (hang guard: 60 s; a 4 MB
+        // write is slow in a debug build on a busy machine).
+        let start = Instant::now();
+        let until = start + Duration::from_millis(20 + round * 37 % 150);
+        let mut seen_now = 0;
+        while Instant::now() < until || (seen_now == 0 && start.elapsed() < HANG) {
             let v = r.get::<Vec<u8>>("big").unwrap();
-            seen += usize::from(v.is_some());
+            seen_now += usize::from(v.is_some());
             check_big(v);
         }
+        seen += seen_now;
         child.kill();
         check_big(r.get::<Vec<u8>>("big").unwrap());
         match backend.try_lease("big", Duration::from_secs(30)).unwrap() {
