@@ -5,9 +5,8 @@ use super::RedisBackend;
 use super::blocking::{bytes, set_cmd, value, word};
 use super::connection::{NAME, Timeouts, error};
 use super::lease::AsyncRedisLease;
-use super::scripts::RELEASE;
 use super::scripts::{READ_AND_LEASE, STORE_MAX, millis, padded, token};
-use dogpile_core::backend::{Acquire, AsyncBackend, BackendError, BoxFuture, Leased, Value};
+use dogpile_core::backend::{Acquire, AsyncBackend, BackendError, BoxFuture, Lease, Leased, ReleaseOnDrop, Value};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -146,7 +145,7 @@ impl AsyncBackend for RedisBackend {
             let (lease, ()) = lease_request(AsyncRedisLease { con, runtime, lease_key, token }, request)
                 .await
                 .map_err(|e| error("could not ask for a lease", e))?;
-            Ok(lease.map_or(Acquire::Held, |l| Acquire::Won(Box::new(l))))
+            Ok(lease.map_or(Acquire::Held, Acquire::Won))
         })
     }
 
@@ -166,7 +165,7 @@ impl AsyncBackend for RedisBackend {
             let (lease, stored) = lease_request(AsyncRedisLease { con, runtime, lease_key, token }, request)
                 .await
                 .map_err(|e| error("could not read and ask for a lease", e))?;
-            let acquire = lease.map_or(Acquire::Held, |l| Acquire::Won(Box::new(l)));
+            let acquire = lease.map_or(Acquire::Held, Acquire::Won);
             Ok(Leased { value: value(stored), acquire })
         })
     }
@@ -198,25 +197,25 @@ impl AsyncBackend for RedisBackend {
 }
 
 /// Runs a lease request as a task of its own on the lease's runtime, so that
-/// a caller cancelled midway cannot lose a lease the request won: if nobody
-/// takes the answer, the task releases the lease by its token. Returns the
-/// lease if it was won, and what else the request read.
+/// a caller cancelled midway cannot lose a lease the request won: a won
+/// lease travels back held in a [`ReleaseOnDrop`], so whether nobody is
+/// left to take the answer or the answer is dropped unread, the lease is
+/// released rather than left to expire. Returns the lease if it was won,
+/// and what else the request read.
 async fn lease_request<T: Send + 'static>(
     lease: AsyncRedisLease,
     request: impl Future<Output = redis::RedisResult<(bool, T)>> + Send + 'static,
-) -> redis::RedisResult<(Option<AsyncRedisLease>, T)> {
+) -> redis::RedisResult<(Option<Box<dyn Lease>>, T)> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let (mut con, lease_key, token) = (lease.con.clone(), lease.lease_key.clone(), lease.token.clone());
-    drop(lease.runtime.spawn(async move {
-        let answer = request.await;
-        if let Err(Ok((true, _))) = tx.send(answer) {
-            // The caller is gone and the lease was won: release it now
-            // rather than leave the key locked until it expires.
-            let _ = RELEASE.key(&lease_key).arg(&token).invoke_async::<i64>(&mut con).await;
-        }
+    let runtime = lease.runtime.clone();
+    drop(runtime.spawn(async move {
+        let answer =
+            request.await.map(|(won, read)| (won.then(|| ReleaseOnDrop::new(Box::new(lease) as Box<dyn Lease>)), read));
+        // A failed send drops the answer, and with it releases a won lease.
+        let _ = tx.send(answer);
     }));
-    let (won, read) = rx.await.map_err(|_| {
+    let (held, read) = rx.await.map_err(|_| {
         redis::RedisError::from((redis::ErrorKind::Io, "the lease request's task ended without an answer"))
     })??;
-    Ok((won.then_some(lease), read))
+    Ok((held.map(ReleaseOnDrop::into_inner), read))
 }
