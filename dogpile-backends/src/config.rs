@@ -2,7 +2,8 @@
 //!
 //! Each backend module owns its settings type ([`MemoryConfig`](crate::MemoryConfig),
 //! [`BoundedMemoryConfig`](crate::BoundedMemoryConfig),
-//! [`NullConfig`](crate::NullConfig)), a serde type that refuses unknown
+//! [`NullConfig`](crate::NullConfig), and behind their features the Redis,
+//! memcached and file settings), a serde type that refuses unknown
 //! fields and builds its backend. This module holds the table of backends
 //! by name ([`BACKENDS`]): each row says which cargo feature enables the
 //! backend, whether it is compiled in, and builds it from a table of
@@ -17,8 +18,9 @@
 //! let backend = config::build("bounded_memory", &args)?;
 //! # let _ = backend;
 //!
-//! let err = config::build("memcached", &Args::new()).unwrap_err();
-//! assert!(matches!(err, ConfigError::NotCompiled { feature: "memcached", .. }));
+//! let err = config::build("memcahced", &Args::new()).unwrap_err();
+//! assert!(matches!(err, ConfigError::UnknownBackend { .. }));
+//! assert!(err.to_string().contains("available backends: memory, bounded_memory, null"));
 //! # Ok::<(), ConfigError>(())
 //! ```
 
