@@ -18,9 +18,9 @@ conformance_suite!(memcached_pool3, Stores::Values, support_memcached::pool3);
 shared_suite!(memcached_pair, || pair_on(Arc::new(vec![Server::start()])));
 shared_suite!(memcached_pool3_pair, || pair_on(Arc::new(vec![Server::start(), Server::start(), Server::start()])));
 
-/// The golden vectors, found from the workspace root.
+/// The golden vectors (tests/data/ketama, computed by libmemcached).
 fn vectors(name: &str) -> Vec<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ketama");
     let path = dir.join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
