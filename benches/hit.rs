@@ -17,6 +17,9 @@
 //! - `dogpile-region`: `Region::get_or_create` with the key rendered by
 //!   `itoa` on the stack.
 //!
+//! W2 runs the same calls on two threads at once (each thread its own
+//! rotation of the order) and reports million calls per second.
+//!
 //! Every contender is timed in short batches whose order rotates each
 //! round (41 rounds), so machine noise hits them alike; the table gives
 //! each one's median ns per call and its ratio to the string-keyed floor and
@@ -34,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A contender's name and its timed loop over an order of keys.
-type Timed<'a> = (&'static str, Box<dyn Fn(&[u64]) -> Duration + 'a>);
+type Timed<'a> = (&'static str, Box<dyn Fn(&[u64]) -> Duration + Sync + 'a>);
 
 const KEYS: u64 = 1_000;
 const HOUR: Duration = Duration::from_secs(3600);
@@ -245,6 +248,54 @@ fn measure<T: V>(c: &Contenders<T>, rounds: usize, reps: usize) -> Vec<(&'static
     calls.iter().map(|(n, _)| *n).zip(samples.into_iter().map(median)).collect()
 }
 
+/// W2: two threads doing W1 at once (each its own rotation of the order),
+/// interleaved rounds; returns each contender's median million calls per
+/// second, both threads together (the calls over the slower thread's time).
+fn measure_two_threads<T: V>(c: &Contenders<T>, rounds: usize, reps: usize) -> Vec<(&'static str, f64)> {
+    let first = order(reps);
+    let mut second = first.clone();
+    second.rotate_left(KEYS as usize / 2);
+    let calls = c.calls();
+    let both = |f: &(dyn Fn(&[u64]) -> Duration + Sync)| {
+        let barrier = std::sync::Barrier::new(2);
+        let took = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                barrier.wait();
+                f(&first)
+            });
+            let b = s.spawn(|| {
+                barrier.wait();
+                f(&second)
+            });
+            a.join().expect("bench thread").max(b.join().expect("bench thread"))
+        });
+        (2 * first.len()) as f64 / took.as_secs_f64() / 1e6
+    };
+    for (_, f) in &calls {
+        both(f.as_ref()); // warm up
+    }
+    let mut samples = vec![Vec::new(); calls.len()];
+    for r in 0..rounds {
+        for j in 0..calls.len() {
+            let i = (j + r) % calls.len();
+            samples[i].push(both(calls[i].1.as_ref()));
+        }
+    }
+    calls.iter().map(|(n, _)| *n).zip(samples.into_iter().map(median)).collect()
+}
+
+fn table_two_threads(title: &str, results: &[(&'static str, f64)]) -> String {
+    let of = |name: &str| results.iter().find(|(n, _)| *n == name).map_or(f64::NAN, |r| r.1);
+    let (floor, u64_floor) = (of("quick_cache-str"), of("quick_cache-u64"));
+    let mut out = format!(
+        "### {title}\n\n| contender | M calls/s | vs quick_cache-str | vs quick_cache-u64 |\n|---|---:|---:|---:|\n"
+    );
+    for (name, mcs) in results {
+        out += &format!("| {name} | {mcs:.2} | {:.2}x | {:.2}x |\n", mcs / floor, mcs / u64_floor);
+    }
+    out
+}
+
 fn table(title: &str, results: &[(&'static str, f64)]) -> String {
     let of = |name: &str| results.iter().find(|(n, _)| *n == name).map_or(f64::NAN, |r| r.1);
     let (floor, u64_floor) = (of("quick_cache-str"), of("quick_cache-u64"));
@@ -299,10 +350,21 @@ fn main() {
     let arc_results = measure(&arc, rounds, reps);
     let string = Contenders::<String>::new(HIT_STRING.region().expect("default"), dogpile_string, cached_string);
     let string_results = measure(&string, rounds, reps);
+    let (w2_rounds, w2_reps) = if smoke { (1, 1) } else { (rounds, reps) };
+    let arc_w2 = measure_two_threads(&arc, w2_rounds, w2_reps);
+    let string_w2 = measure_two_threads(&string, w2_rounds, w2_reps);
     let out = format!(
-        "{}\n{}",
+        "{}\n{}\n{}\n{}",
         table("W1 hit, `Arc<str>` values, keys rendered per call (ns per call, interleaved medians)", &arc_results),
-        table("W1 hit, `String` values, keys rendered per call (ns per call, interleaved medians)", &string_results)
+        table("W1 hit, `String` values, keys rendered per call (ns per call, interleaved medians)", &string_results),
+        table_two_threads(
+            "W2 hit, two threads, `Arc<str>` values (million calls per second, both threads, interleaved medians)",
+            &arc_w2
+        ),
+        table_two_threads(
+            "W2 hit, two threads, `String` values (million calls per second, both threads, interleaved medians)",
+            &string_w2
+        )
     );
     println!("{out}");
     if let Ok(dir) = std::env::var("DOGPILE_BENCH_OUT") {

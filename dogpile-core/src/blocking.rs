@@ -62,7 +62,12 @@ impl Region {
     /// the region's (for values stored with a per-call expiration).
     pub fn get_with<T: CacheValue>(&self, key: &str, expiration: impl Into<Expiration>) -> Result<Option<T>, Error> {
         let skey = self.storage_key(key);
-        let found = self.lookup::<T>(&skey, expiration.into(), false)?;
+        let expiration = expiration.into();
+        if let Some(v) = self.fresh_in_process::<T>(&skey, expiration, false) {
+            self.count(Counter::Hits);
+            return Ok(Some(v));
+        }
+        let found = self.lookup::<T>(&skey, expiration, false)?;
         Ok(self.count_get(found))
     }
 
@@ -208,6 +213,10 @@ impl Region {
         let skey = self.storage_key(key);
         let exp = opts.expiration.unwrap_or(self.inner.expiration);
         // The hit path: no flow, no lock.
+        if let Some(v) = self.fresh_in_process::<T>(&skey, exp, true) {
+            self.count(Counter::Hits);
+            return Ok(v);
+        }
         let first = match self.lookup::<T>(&skey, exp, true)? {
             Lookup::Fresh(v) => {
                 self.count(Counter::Hits);

@@ -188,7 +188,12 @@ impl Region {
             return Ok(Err(None));
         }
         let exp = opts.expiration.unwrap_or(self.inner.expiration);
-        match self.lookup::<T>(&self.storage_key(key), exp, true)? {
+        let skey = self.storage_key(key);
+        if let Some(v) = self.fresh_in_process::<T>(&skey, exp, true) {
+            self.count(Counter::Hits);
+            return Ok(Ok(v));
+        }
+        match self.lookup::<T>(&skey, exp, true)? {
             Lookup::Fresh(v) => {
                 self.count(Counter::Hits);
                 Ok(Ok(v))

@@ -291,7 +291,17 @@ impl Region {
 
     /// The key as the backend's storage and lock see it: through the key
     /// mangler, then mapped if the backend's key limits refuse it.
+    #[inline]
     pub(crate) fn storage_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        if self.inner.key_mangler.is_none() && self.inner.key_limits.is_none() {
+            return Cow::Borrowed(key);
+        }
+        self.mapped_key(key)
+    }
+
+    /// [`storage_key`](Self::storage_key) with a mangler or key limits.
+    #[inline(never)]
+    fn mapped_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
         let key = match &self.inner.key_mangler {
             None => Cow::Borrowed(key),
             Some(m) => Cow::Owned(m(key)),
@@ -338,6 +348,22 @@ impl Region {
         let mut out = Lookup::Absent;
         self.peek(skey, &mut |value| out = self.judge_at(skey, value, now, exp, early))?;
         Ok(out)
+    }
+
+    /// The hit path of an in-process map: a fresh value of type `T`,
+    /// cloned under the map's read guard, or `None` (absent, expired,
+    /// another type, or no in-process map) for the caller to take the long
+    /// way, which reads again, judges and counts. Everything here inlines
+    /// into the caller, so the value comes back in registers.
+    #[inline(always)]
+    pub(crate) fn fresh_in_process<T: CacheValue>(&self, skey: &str, exp: Expiration, early: bool) -> Option<T> {
+        let map = self.inner.fast_map.as_deref()?;
+        let now = self.inner.clock.now_coarse();
+        map.with(skey, |value| {
+            let Some(Value::Object { meta, object }) = value else { return None };
+            let v = object.downcast_ref::<T>()?;
+            (self.judge(meta, now, exp, early) == Found::Fresh).then(|| v.clone())
+        })
     }
 
     /// Judges a stored value by the region's rules, now.

@@ -1,7 +1,8 @@
 //! Per-region counters, sharded so that hits on two cores never write the
 //! same cache line.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of a region's counters since it was built.
 ///
@@ -77,12 +78,15 @@ pub(crate) enum Counter {
 }
 
 const COUNTERS: usize = 9;
-/// Shards owned by one thread each: the first threads that touch any region
-/// get one for life and update it with a plain load and store, no atomic
-/// read-modify-write (the only writer is that thread; readers sum with
-/// relaxed loads).
+/// Shards owned by one thread each: a thread that touches any region gets
+/// one, if one is free, and updates it with a plain load and store, no
+/// atomic read-modify-write (the only writer is that thread; readers sum
+/// with relaxed loads). A thread that exits hands its shard back, so
+/// short-lived threads (a blocking pool's, a benchmark's) do not use up the
+/// owned shards.
 const OWNED: usize = 64;
-/// Shards shared by every later thread, updated with `fetch_add`.
+/// Shards shared by the threads beyond the first `OWNED` live ones,
+/// updated with `fetch_add`.
 const SHARED: usize = 16;
 const OWNED_FLAG: usize = 1 << (usize::BITS - 1);
 
@@ -101,23 +105,66 @@ impl Default for StatsCells {
     }
 }
 
+/// The owned shards no live thread holds, and how many were ever handed out.
+struct FreeSlots {
+    free: Vec<usize>,
+    issued: usize,
+    shared_next: usize,
+}
+
+static FREE: Mutex<FreeSlots> = Mutex::new(FreeSlots { free: Vec::new(), issued: 0, shared_next: 0 });
+
+/// A thread's shard index, with `OWNED_FLAG` set when it owns it; an owned
+/// shard goes back to `FREE` when the thread exits. The hand-over is
+/// ordered by the mutex: the last store of the exiting thread happens
+/// before the next owner's first load.
+struct ThreadSlot(std::cell::Cell<usize>);
+
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        let s = self.0.get();
+        if s != usize::MAX && s & OWNED_FLAG != 0 {
+            free_slots().free.push(s & !OWNED_FLAG);
+        }
+    }
+}
+
+fn free_slots() -> std::sync::MutexGuard<'static, FreeSlots> {
+    FREE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cold]
+fn take_slot() -> usize {
+    let mut slots = free_slots();
+    if let Some(id) = slots.free.pop() {
+        return id | OWNED_FLAG;
+    }
+    if slots.issued < OWNED {
+        slots.issued += 1;
+        return (slots.issued - 1) | OWNED_FLAG;
+    }
+    slots.shared_next = slots.shared_next.wrapping_add(1);
+    OWNED + slots.shared_next % SHARED
+}
+
 /// This thread's shard index, with `OWNED_FLAG` set when it owns it.
 #[inline]
 fn slot() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+        static SLOT: ThreadSlot = const { ThreadSlot(std::cell::Cell::new(usize::MAX)) };
     }
-    SLOT.with(|slot| {
-        let s = slot.get();
+    SLOT.try_with(|slot| {
+        let s = slot.0.get();
         if s != usize::MAX {
             return s;
         }
-        let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        let s = if id < OWNED { id | OWNED_FLAG } else { OWNED + id % SHARED };
-        slot.set(s);
+        let s = take_slot();
+        slot.0.set(s);
         s
     })
+    // During the thread's own teardown (a region used from another
+    // thread-local's destructor): a shared shard.
+    .unwrap_or(OWNED)
 }
 
 impl StatsCells {
@@ -183,6 +230,10 @@ mod tests {
         }
         let s = cells.snapshot();
         assert_eq!(s.hits, (OWNED as u64 + 8) * 1000);
+        // Those threads exited: their shards are free again, so a new
+        // thread owns one (no shared shard, no atomic add).
+        let owned = std::thread::spawn(slot).join().unwrap();
+        assert_ne!(owned & OWNED_FLAG, 0, "a thread started after the others exited owns a shard");
         assert_eq!(s.lock_waits, (OWNED as u64 + 8) * 2);
         assert_eq!(s.misses, 0);
     }
