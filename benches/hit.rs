@@ -28,7 +28,9 @@
 //! `cargo bench -p dogpile-benches --bench hit`. `DOGPILE_HIT_PROFILE=NAME`
 //! (a contender's name, `:string` appended for the `String` variant) runs
 //! that contender's loop alone (`DOGPILE_HIT_CALLS` calls, default 10
-//! million) for `valgrind --tool=callgrind` or `perf`.
+//! million) for `valgrind --tool=callgrind` or `perf`, on
+//! `DOGPILE_HIT_THREADS` threads at once (default 1; the figure printed is
+//! the slowest thread's ns per call).
 
 use dogpile::Region;
 use dogpile::backends::MemoryBackend;
@@ -316,9 +318,22 @@ fn profile(spec: &str) {
     };
     let reps = calls.div_ceil(KEYS as usize);
     let order = order(reps);
+    let threads: usize = std::env::var("DOGPILE_HIT_THREADS").ok().and_then(|c| c.parse().ok()).unwrap_or(1);
     let go = |calls: Vec<Timed<'_>>| {
         let (_, f) = calls.into_iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no contender {name:?}"));
-        f(&order)
+        std::thread::scope(|s| {
+            let runs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (f, order) = (&f, &order);
+                    s.spawn(move || {
+                        let mut mine = order.clone();
+                        mine.rotate_left(t * KEYS as usize / threads.max(1));
+                        f(&mine)
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().expect("profile thread")).max().unwrap_or_default()
+        })
     };
     let took = if string {
         let c = Contenders::<String>::new(HIT_STRING.region().expect("default"), dogpile_string, cached_string);

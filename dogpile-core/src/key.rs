@@ -136,51 +136,19 @@ where
     out.push(close);
 }
 
-/// Writes an unsigned integer in decimal without going through
-/// `core::fmt` (keys are built on every cache hit).
+/// Decimal digits by `itoa` (no `core::fmt`, no per-digit pushes: keys
+/// are built on every cache hit).
 #[inline]
 fn write_u128(out: &mut String, n: u128) {
     match u64::try_from(n) {
         Ok(small) => write_u64(out, small),
-        Err(_) => {
-            // Above u64::MAX: the low 19 digits, zero-padded, after the rest.
-            const TEN19: u128 = 10_000_000_000_000_000_000;
-            write_u128(out, n / TEN19);
-            let low = (n % TEN19) as u64;
-            let digits = decimal_len(low);
-            for _ in digits..19 {
-                out.push('0');
-            }
-            write_u64(out, low);
-        }
+        Err(_) => out.push_str(itoa::Buffer::new().format(n)),
     }
 }
 
-/// The number of decimal digits of `n` (1 for 0).
 #[inline]
-fn decimal_len(n: u64) -> usize {
-    n.checked_ilog10().map_or(1, |d| d as usize + 1)
-}
-
-#[inline]
-fn write_u64(out: &mut String, mut n: u64) {
-    if n < 10 {
-        out.push(char::from(b'0' + n as u8));
-        return;
-    }
-    // Digits from the least significant (division by a constant is a
-    // multiplication), then copied out in order.
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    while n > 0 {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    out.reserve(buf.len() - i);
-    for &b in &buf[i..] {
-        out.push(char::from(b));
-    }
+fn write_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 macro_rules! unsigned {
