@@ -260,3 +260,126 @@ fn region_is_clone_send_sync() {
     fn check<T: Clone + Send + Sync + 'static>() {}
     check::<Region>();
 }
+
+/// While one caller regenerates an expired value, the other callers of the
+/// process get the stale value it read, without reading the backend again
+/// (on a remote backend each read is a round trip).
+#[test]
+fn callers_during_a_regeneration_get_the_stale_value_without_reading() {
+    let clock = MockClock::new();
+    let proxy = Proxy::new(MemoryBackend::new());
+    let region = Region::builder("board")
+        .backend_arc(proxy.clone())
+        .expiration(Duration::from_secs(1))
+        .clock(clock.clone())
+        .build();
+    region.set("k", 1u32).unwrap();
+    clock.advance(Duration::from_secs(2));
+    let (inside, outside) = gate();
+    let r = region.clone();
+    let creator = std::thread::spawn(move || {
+        r.get_or_create("k", || {
+            inside.enter_and_wait();
+            2u32
+        })
+        .unwrap()
+    });
+    outside.wait_entered();
+    assert_eq!(proxy.reads("k"), 1, "the creator's own read");
+    let others: Vec<_> = (0..8)
+        .map(|_| {
+            let r = region.clone();
+            std::thread::spawn(move || r.get_or_create("k", || 99u32).unwrap())
+        })
+        .collect();
+    for o in others {
+        assert_eq!(join(o), 1, "the stale value while the creator runs");
+    }
+    assert_eq!(proxy.reads("k"), 1, "the other callers did not read the backend");
+    outside.open();
+    assert_eq!(join(creator), 2);
+    let stats = region.stats();
+    assert_eq!((stats.stale_served, stats.creations), (8, 1), "{stats:?}");
+    // Released: the board is gone, the next call reads the new value.
+    let before = proxy.reads("k");
+    assert_eq!(region.get_or_create("k", || 99u32).unwrap(), 2);
+    assert_eq!(proxy.reads("k"), before + 1);
+}
+
+/// A `delete` or `set` of the key during a regeneration takes the stale
+/// value off the board: the next caller does not get the deleted value.
+#[test]
+fn a_delete_during_a_regeneration_is_not_undone_by_the_board() {
+    for write in ["delete", "set"] {
+        let clock = MockClock::new();
+        let region = Region::builder("board-delete")
+            .backend_arc(Proxy::new(MemoryBackend::new()))
+            .expiration(Duration::from_secs(1))
+            .clock(clock.clone())
+            .build();
+        region.set("k", 1u32).unwrap();
+        clock.advance(Duration::from_secs(2));
+        let (inside, outside) = gate();
+        let r = region.clone();
+        let creator = std::thread::spawn(move || {
+            r.get_or_create("k", || {
+                inside.enter_and_wait();
+                2u32
+            })
+            .unwrap()
+        });
+        outside.wait_entered();
+        assert_eq!(region.get_or_create("k", || 99u32).unwrap(), 1, "{write}: stale from the board");
+        match write {
+            "delete" => {
+                region.delete("k").unwrap();
+                // No value now: this caller waits for the creator's.
+                let r = region.clone();
+                let waiter = std::thread::spawn(move || r.get_or_create("k", || 99u32).unwrap());
+                wait_until("the caller waits on the lock", || region.stats().lock_waits == 1);
+                outside.open();
+                assert_eq!(join(waiter), 2, "delete: the creator's value, not the deleted one");
+            }
+            _ => {
+                region.set("k", 3u32).unwrap();
+                assert_eq!(region.get_or_create("k", || 99u32).unwrap(), 3, "set: the value just set");
+                outside.open();
+            }
+        }
+        assert_eq!(join(creator), 2);
+    }
+}
+
+/// A hard invalidation while a value is regenerated: the board's value is a
+/// miss like any other value created before it.
+#[test]
+fn the_board_respects_a_hard_invalidation() {
+    let clock = MockClock::new();
+    let region = Region::builder("board-invalidate")
+        .backend_arc(Proxy::new(MemoryBackend::new()))
+        .expiration(Duration::from_secs(1))
+        .clock(clock.clone())
+        .build();
+    region.set("k", 1u32).unwrap();
+    clock.advance(Duration::from_secs(2));
+    let (inside, outside) = gate();
+    let r = region.clone();
+    let creator = std::thread::spawn(move || {
+        r.get_or_create("k", || {
+            inside.enter_and_wait();
+            2u32
+        })
+        .unwrap()
+    });
+    outside.wait_entered();
+    clock.advance(Duration::from_millis(10));
+    region.invalidate(dogpile::Invalidation::Hard);
+    let r = region.clone();
+    let waiter = std::thread::spawn(move || r.get_or_create("k", || 99u32).unwrap());
+    wait_until("the caller waits on the lock", || region.stats().lock_waits == 1);
+    outside.open();
+    assert_eq!(join(creator), 2);
+    // The creator started before the invalidation, so its value is
+    // invalidated too: the waiter creates.
+    assert_eq!(join(waiter), 99, "not the invalidated stale value");
+}

@@ -32,14 +32,14 @@ pub(crate) struct Creating<T> {
 /// Keeps what a read found: the fresh value to return, or the stale one to
 /// serve (the latest read's: a value gone since is not served); the flow
 /// gets the verdict.
-pub(crate) fn keep<T>(lookup: Lookup<T>, last: &mut Option<T>, stale: &mut Option<T>) -> Found {
+pub(crate) fn keep<T>(lookup: Lookup<T>, last: &mut Option<T>, stale: &mut Option<(T, crate::value::Meta)>) -> Found {
     match lookup {
         Lookup::Fresh(v) => {
             *last = Some(v);
             Found::Fresh
         }
-        Lookup::Expired(v) => {
-            *stale = Some(v);
+        Lookup::Expired(v, meta) => {
+            *stale = Some((v, meta));
             Found::Expired
         }
         Lookup::Absent => {
@@ -91,14 +91,18 @@ impl Region {
         let stored = self.encode(&skey, &value, self.stamp(None))?;
         let ttl = self.storage_ttl(expiration.into());
         let io = self.blocking_io()?;
-        self.backend_call(io.set(&skey, stored, ttl))
+        let r = self.backend_call(io.set(&skey, stored, ttl));
+        self.withdraw_stale([&*skey]);
+        r
     }
 
     /// Deletes `key`; deleting a missing key is not an error.
     pub fn delete(&self, key: &str) -> Result<(), Error> {
         let skey = self.storage_key(key);
         let io = self.blocking_io()?;
-        self.backend_call(io.delete(&skey))
+        let r = self.backend_call(io.delete(&skey));
+        self.withdraw_stale([&*skey]);
+        r
     }
 
     /// Returns the cached value for `key`, or creates it with `creator`.
@@ -217,6 +221,9 @@ impl Region {
             self.count(Counter::Hits);
             return Ok(v);
         }
+        if let Some(v) = self.stale_while_creating::<T>(&skey, exp) {
+            return Ok(v);
+        }
         let first = match self.lookup::<T>(&skey, exp, true)? {
             Lookup::Fresh(v) => {
                 self.count(Counter::Hits);
@@ -290,6 +297,7 @@ impl Region {
                     };
                     if let Some(g) = &guard {
                         g.mark_thread();
+                        self.publish_stale(g, &stale);
                     }
                     local = guard;
                     Event::Local(local.is_some())
@@ -329,7 +337,11 @@ impl Region {
                 }
                 Step::Create { background } => {
                     let local = local.take().expect("the flow creates under the in-process lock");
-                    return Ok(Settled::Create(Creating { held: Held { lease, local }, stale, background }));
+                    return Ok(Settled::Create(Creating {
+                        held: Held { lease, local },
+                        stale: stale.map(|(v, _)| v),
+                        background,
+                    }));
                 }
                 Step::Return(counter) => {
                     self.count(counter);
@@ -339,7 +351,7 @@ impl Region {
                 Step::ReturnStale => {
                     self.count(Counter::StaleServed);
                     drop(lease);
-                    return Ok(Settled::Ready(stale.expect("the flow serves a stale value it was told of")));
+                    return Ok(Settled::Ready(stale.expect("the flow serves a stale value it was told of").0));
                 }
                 Step::Fail => return Err(lease_error.take().expect("the flow fails on a lease error")),
             };
@@ -422,7 +434,9 @@ impl Region {
         // Keys owned here, values moved into the batch (no copy of the bytes).
         let (keys, values): (Vec<String>, Vec<Value>) = encoded.into_iter().unzip();
         let batch = keys.iter().map(String::as_str).zip(values).collect();
-        self.backend_call(io.set_multi(batch, self.storage_ttl(self.inner.expiration)))
+        let r = self.backend_call(io.set_multi(batch, self.storage_ttl(self.inner.expiration)));
+        self.withdraw_stale(keys.iter().map(String::as_str));
+        r
     }
 
     /// Deletes several keys.
@@ -433,7 +447,9 @@ impl Region {
         let skeys = self.storage_keys(keys);
         let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
         let io = self.blocking_io()?;
-        self.backend_call(io.delete_multi(&refs))
+        let r = self.backend_call(io.delete_multi(&refs));
+        self.withdraw_stale(refs.iter().copied());
+        r
     }
 
     /// Returns a value for every key, creating the missing and expired ones

@@ -38,7 +38,14 @@ type Shard = Mutex<HashMap<Box<str>, Arc<KeyLock>>>;
 pub(crate) struct KeyLocks {
     shards: Box<[Shard]>,
     hasher: RandomState,
+    /// How many held locks carry a stale value (see [`KeyGuard::publish_stale`]):
+    /// while none does, a read checks nothing here.
+    published: std::sync::atomic::AtomicUsize,
 }
+
+/// The expired value a lock holder read before regenerating it, with its
+/// metadata, for the callers that arrive meanwhile.
+pub(crate) type StaleBoard = (crate::value::Meta, Arc<dyn std::any::Any + Send + Sync>);
 
 struct KeyLock {
     locked: AtomicBool,
@@ -48,6 +55,9 @@ struct KeyLock {
     /// holds the lock, an async creator's only while it is being polled;
     /// 0 otherwise.
     holder: std::sync::atomic::AtomicUsize,
+    /// The stale value the holder is regenerating (std's mutex even under
+    /// loom: it orders nothing the lock relies on).
+    stale: std::sync::Mutex<Option<StaleBoard>>,
 }
 
 impl KeyLock {
@@ -56,7 +66,12 @@ impl KeyLock {
             locked: AtomicBool::new(false),
             released: Event::new(),
             holder: std::sync::atomic::AtomicUsize::new(0),
+            stale: std::sync::Mutex::new(None),
         }
+    }
+
+    fn stale(&self) -> std::sync::MutexGuard<'_, Option<StaleBoard>> {
+        self.stale.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -76,7 +91,11 @@ fn thread_token() -> usize {
 
 impl KeyLocks {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), hasher: RandomState::new() })
+        Arc::new(Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            published: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 
     fn shard(&self, key: &str) -> usize {
@@ -118,6 +137,32 @@ impl KeyLocks {
     /// How many keys currently have an entry (for tests of the bound).
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock_shard(s).len()).sum()
+    }
+
+    /// The stale value published by the caller holding `key`'s lock while
+    /// it regenerates it, if any. Costs one atomic load while no lock of the
+    /// region carries one.
+    pub(crate) fn published_stale(&self, key: &str) -> Option<StaleBoard> {
+        if self.published.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return None;
+        }
+        let lock = lock_shard(&self.shards[self.shard(key)]).get(key)?.clone();
+        if !lock.locked.load(Ordering::SeqCst) {
+            return None;
+        }
+        lock.stale().clone()
+    }
+
+    /// Takes back the stale value published under `key`'s lock, if any.
+    pub(crate) fn withdraw_stale(&self, key: &str) {
+        if self.published.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return;
+        }
+        let Some(lock) = lock_shard(&self.shards[self.shard(key)]).get(key).cloned() else { return };
+        let withdrawn = lock.stale().take();
+        if withdrawn.is_some() {
+            self.published.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 
     /// Whether some caller holds `key`'s lock right now.
@@ -218,6 +263,17 @@ impl KeyGuard {
 }
 
 impl KeyGuard {
+    /// Publishes the expired value this holder read and is regenerating:
+    /// callers of this process that come for the key before the lock is
+    /// released get it without reading the backend (on a remote backend, a
+    /// round trip each). Withdrawn on release, before the lock is free.
+    pub(crate) fn publish_stale(&self, board: StaleBoard) {
+        let mut slot = self.handle.lock().stale();
+        if slot.replace(board).is_none() {
+            self.handle.locks.published.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
     /// Forgets the holding thread (the guard moves to a background job).
     pub(crate) fn clear_thread(&self) {
         self.handle.lock().holder.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -268,6 +324,10 @@ fn marked<R>(guards: &[&KeyGuard], f: impl FnOnce() -> R) -> R {
 impl Drop for KeyGuard {
     fn drop(&mut self) {
         let lock = self.handle.lock();
+        let withdrawn = lock.stale().take();
+        if withdrawn.is_some() {
+            self.handle.locks.published.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
         lock.holder.store(0, std::sync::atomic::Ordering::Relaxed);
         lock.locked.store(false, Ordering::SeqCst);
         lock.released.notify(usize::MAX);

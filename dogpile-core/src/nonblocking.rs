@@ -62,6 +62,7 @@ impl Region {
         let skey = self.storage_key(key);
         let stored = self.encode(&skey, &value, self.stamp(None))?;
         let r = io.set(&skey, stored, self.storage_ttl(expiration.into())).await;
+        self.withdraw_stale([&*skey]);
         self.backend_call(r)
     }
 
@@ -70,6 +71,7 @@ impl Region {
         let io = self.async_io()?;
         let skey = self.storage_key(key);
         let r = io.delete(&skey).await;
+        self.withdraw_stale([&*skey]);
         self.backend_call(r)
     }
 
@@ -252,6 +254,7 @@ impl Region {
         let exp = opts.expiration.unwrap_or(self.inner.expiration);
         let first = match first {
             Some(first) => first,
+            None if let Some(v) = self.stale_while_creating::<T>(&skey, exp) => return Ok(v),
             None => match self.lookup_async::<T>(&io, &skey, exp, true).await? {
                 Lookup::Fresh(v) => {
                     self.count(Counter::Hits);
@@ -330,6 +333,9 @@ impl Region {
                     } else {
                         self.inner.locks.try_lock(skey)
                     };
+                    if let Some(g) = &local {
+                        self.publish_stale(g, &stale);
+                    }
                     Event::Local(local.is_some())
                 }
                 Step::WaitLocal => {
@@ -378,7 +384,11 @@ impl Region {
                 }
                 Step::Create { background } => {
                     let local = local.take().expect("the flow creates under the in-process lock");
-                    return Ok(Settled::Create(Creating { held: Held { lease, local }, stale, background }));
+                    return Ok(Settled::Create(Creating {
+                        held: Held { lease, local },
+                        stale: stale.map(|(v, _)| v),
+                        background,
+                    }));
                 }
                 Step::Return(counter) => {
                     self.count(counter);
@@ -392,7 +402,7 @@ impl Region {
                     if let Some(lease) = lease.take() {
                         lease.release_async().await;
                     }
-                    return Ok(Settled::Ready(stale.expect("the flow serves a stale value it was told of")));
+                    return Ok(Settled::Ready(stale.expect("the flow serves a stale value it was told of").0));
                 }
                 Step::Fail => return Err(lease_error.take().expect("the flow fails on a lease error")),
             };
@@ -438,6 +448,7 @@ impl Region {
         let (keys, values): (Vec<String>, Vec<Value>) = encoded.into_iter().unzip();
         let batch = keys.iter().map(String::as_str).zip(values).collect();
         let r = io.set_multi(batch, self.storage_ttl(self.inner.expiration)).await;
+        self.withdraw_stale(keys.iter().map(String::as_str));
         self.backend_call(r)
     }
 
@@ -450,6 +461,7 @@ impl Region {
         let skeys = self.storage_keys(keys);
         let refs: Vec<&str> = skeys.iter().map(|k| &**k).collect();
         let r = io.delete_multi(&refs).await;
+        self.withdraw_stale(refs.iter().copied());
         self.backend_call(r)
     }
 

@@ -108,8 +108,8 @@ pub struct Entry<T> {
 /// The outcome of one read of one key.
 pub(crate) enum Lookup<T> {
     Fresh(T),
-    /// Usable but expired (or picked for early refresh).
-    Expired(T),
+    /// Usable but expired (or picked for early refresh), with its metadata.
+    Expired(T, Meta),
     Absent,
 }
 
@@ -145,7 +145,7 @@ impl Region {
                 self.count(Counter::Hits);
                 Some(v)
             }
-            Lookup::Expired(_) | Lookup::Absent => {
+            Lookup::Expired(..) | Lookup::Absent => {
                 self.count(Counter::Misses);
                 None
             }
@@ -366,6 +366,40 @@ impl Region {
         })
     }
 
+    /// The value another caller of this process is regenerating under the
+    /// key's lock (published with [`KeyGuard::publish_stale`](crate::lock::KeyGuard::publish_stale)),
+    /// judged now and counted: a remote backend is not read once per caller
+    /// while one regenerates. `None` (and nothing counted) when no lock
+    /// holder published a value of type `T` that is still usable.
+    pub(crate) fn stale_while_creating<T: CacheValue>(&self, skey: &str, exp: Expiration) -> Option<T> {
+        let (meta, object) = self.inner.locks.published_stale(skey)?;
+        let v = object.downcast_ref::<T>()?;
+        match self.judge(&meta, self.inner.clock.now_coarse(), exp, false) {
+            Found::Fresh => self.count(Counter::Hits),
+            Found::Expired => self.count(Counter::StaleServed),
+            Found::Absent => return None,
+        }
+        Some(v.clone())
+    }
+
+    /// Publishes the stale value a caller holding `guard` read, for the
+    /// callers that come meanwhile (remote backends only: an in-process
+    /// read costs less than the publishing).
+    pub(crate) fn publish_stale<T: CacheValue>(&self, guard: &crate::lock::KeyGuard, stale: &Option<(T, Meta)>) {
+        if let (None, Some((v, meta))) = (&self.inner.fast_map, stale) {
+            guard.publish_stale((*meta, Arc::new(v.clone())));
+        }
+    }
+
+    /// Withdraws the stale values published for `keys`: after a `set` or a
+    /// `delete` of a key, callers in this process read the backend again
+    /// rather than get the value being regenerated.
+    pub(crate) fn withdraw_stale<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
+        for key in keys {
+            self.inner.locks.withdraw_stale(key);
+        }
+    }
+
     /// Judges a stored value by the region's rules, now.
     pub(crate) fn judge_value<T: CacheValue>(
         &self,
@@ -397,7 +431,7 @@ impl Region {
         match self.decode::<T>(skey, value) {
             Some((v, meta)) => match self.judge(&meta, now, exp, early) {
                 Found::Fresh => Lookup::Fresh(v),
-                Found::Expired => Lookup::Expired(v),
+                Found::Expired => Lookup::Expired(v, meta),
                 Found::Absent => Lookup::Absent,
             },
             None => Lookup::Absent,
