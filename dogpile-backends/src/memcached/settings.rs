@@ -1,7 +1,8 @@
 //! The settings of the memcached backend, by name in configuration.
 
+use super::conn::{Auth, ConnSettings, Protocol};
 use super::hashing::{Distribution, Node};
-use super::pool::Timeouts;
+use super::pool::PoolSettings;
 use super::{MAX_KEY, MemcachedBackend, TAG_LEN};
 use crate::config::{BackendSettings, ConfigError};
 use dogpile_core::Backend;
@@ -63,12 +64,22 @@ pub struct MemcachedConfig {
     /// default item size, less room for the item's header); larger values
     /// are an error of the region's `set`, never sent.
     pub item_size_max: usize,
-    /// A user name for memcached's text-protocol authentication (servers
-    /// started with `memcached -Y <authfile>`); with [`password`](Self::password).
-    /// SASL (binary protocol only) is not supported.
+    /// A user name, with [`password`](Self::password): for memcached's
+    /// text-protocol authentication (servers started with
+    /// `memcached -Y <authfile>`), or with [`sasl`](Self::sasl) for SASL.
     pub username: Option<String>,
-    /// The password of [`username`](Self::username).
+    /// The password of [`username`](Self::username) (never shown by
+    /// `Debug`).
     pub password: Option<String>,
+    /// The protocol: `"meta"` (the default) or `"binary"` (see
+    /// [`Protocol`]). Unset, it is the binary protocol with
+    /// [`sasl`](Self::sasl), else meta.
+    pub protocol: Option<Protocol>,
+    /// SASL authentication (servers started with `memcached -S`), PLAIN
+    /// mechanism, as [`username`](Self::username) with
+    /// [`password`](Self::password); needs the binary protocol. Default
+    /// `false`.
+    pub sasl: bool,
 }
 
 impl std::fmt::Debug for MemcachedConfig {
@@ -84,6 +95,8 @@ impl std::fmt::Debug for MemcachedConfig {
             .field("item_size_max", &self.item_size_max)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("protocol", &self.protocol)
+            .field("sasl", &self.sasl)
             .finish()
     }
 }
@@ -128,6 +141,8 @@ impl Default for MemcachedConfig {
             item_size_max: 1024 * 1024 - 1024,
             username: None,
             password: None,
+            protocol: None,
+            sasl: false,
         }
     }
 }
@@ -187,6 +202,24 @@ impl MemcachedConfig {
         {
             return Err(invalid("username", "a user name without spaces, a password on one line".into()));
         }
+        if self.sasl {
+            if self.username.is_none() {
+                return Err(invalid("sasl", "SASL needs `username` and `password`".into()));
+            }
+            if self.protocol() != Protocol::Binary {
+                return Err(invalid(
+                    "protocol",
+                    "SASL runs over the binary protocol: set `protocol = \"binary\"` (or leave it out)".into(),
+                ));
+            }
+        } else if self.username.is_some() && self.protocol() == Protocol::Binary {
+            return Err(invalid(
+                "username",
+                "the binary protocol authenticates by SASL: add `sasl = true` (the text-protocol \
+                 `memcached -Y` authentication needs `protocol = \"meta\"`)"
+                    .into(),
+            ));
+        }
         if self.item_size_max == 0 {
             return Err(invalid("item_size_max", "must be at least 1 byte".into()));
         }
@@ -194,18 +227,36 @@ impl MemcachedConfig {
         Ok(nodes)
     }
 
+    /// The protocol spoken: as configured, else binary for SASL and meta
+    /// otherwise.
+    fn protocol(&self) -> Protocol {
+        match self.protocol {
+            Some(p) => p,
+            None if self.sasl => Protocol::Binary,
+            None => Protocol::Meta,
+        }
+    }
+
     /// The backend itself (no connection is made until first use).
     pub fn backend(&self) -> Result<MemcachedBackend, BackendError> {
         let nodes = self.checked().map_err(|e| BackendError::new("memcached", e.to_string()))?;
-        let timeouts = Timeouts {
-            connect: Duration::from_millis(self.connect_timeout_ms),
-            io: Duration::from_millis(self.io_timeout_ms),
+        let auth = match self.username.clone().zip(self.password.clone()) {
+            Some((user, password)) if self.sasl => Auth::Sasl(user, password),
+            Some((user, password)) => Auth::Text(user, password),
+            None => Auth::None,
+        };
+        let settings = PoolSettings {
             retry_dead: Duration::from_millis(self.retry_dead_ms),
             max_idle: self.max_idle,
-            max_value: self.item_size_max,
-            auth: self.username.clone().zip(self.password.clone()),
+            conn: ConnSettings {
+                protocol: self.protocol(),
+                connect: Duration::from_millis(self.connect_timeout_ms),
+                io: Duration::from_millis(self.io_timeout_ms),
+                max_value: self.item_size_max,
+                auth,
+            },
         };
-        Ok(MemcachedBackend::from_parts(nodes, self.distribution.into(), self.namespace.clone(), timeouts))
+        Ok(MemcachedBackend::from_parts(nodes, self.distribution.into(), self.namespace.clone(), settings))
     }
 
     /// A [`MemcachedBackend`], for a region.
