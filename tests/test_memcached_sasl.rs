@@ -110,6 +110,7 @@ fn sasl_mismatches_between_client_and_server_are_clear_errors() {
 }
 
 dogpile::region!(BY_NAME, "mc_sasl_by_name");
+dogpile::region!(BAD, "mc_sasl_bad");
 
 /// SASL from configuration by name, and its rules: credentials needed, the
 /// binary protocol implied, the text-protocol login refused over binary.

@@ -6,6 +6,7 @@
 
 use super::binary::BinaryConn;
 use super::meta::MetaConn;
+use super::tls::Tls;
 use super::{sasl, stream};
 use std::fmt;
 use std::io;
@@ -56,6 +57,8 @@ pub(crate) struct ConnSettings {
     /// The largest value read: anything larger is garbage.
     pub(crate) max_value: usize,
     pub(crate) auth: Auth,
+    /// TLS, when configured.
+    pub(crate) tls: Option<Tls>,
 }
 
 /// One reply to a command.
@@ -99,6 +102,10 @@ pub(crate) enum ConnError {
     /// reply, a failed authentication); the same answer comes every time,
     /// so the server is not marked dead.
     Server(String),
+    /// The TLS handshake failed (a certificate not trusted or not for this
+    /// host, a server without TLS): not a dead server either.
+    #[cfg_attr(not(feature = "memcached-tls"), allow(dead_code))]
+    Tls(String),
 }
 
 impl From<io::Error> for ConnError {
@@ -113,6 +120,7 @@ impl fmt::Display for ConnError {
             ConnError::Io(e) => write!(f, "connection failed: {e}"),
             ConnError::Garbage(m) => write!(f, "not a memcached reply: {m}"),
             ConnError::Server(m) => write!(f, "the server refused the command: {m}"),
+            ConnError::Tls(m) => f.write_str(m),
         }
     }
 }
@@ -125,9 +133,10 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
-    /// Connects to `addr` and authenticates as `settings` say.
-    pub(crate) fn connect(addr: &str, settings: &ConnSettings) -> Result<Conn, ConnError> {
-        let stream = stream::connect(addr, settings.connect, settings.io)?;
+    /// Connects to `addr` (whose host name is `host`, for TLS) and
+    /// authenticates as `settings` say.
+    pub(crate) fn connect(addr: &str, host: &str, settings: &ConnSettings) -> Result<Conn, ConnError> {
+        let stream = stream::connect(addr, host, settings.connect, settings.io, settings.tls.as_ref())?;
         match settings.protocol {
             Protocol::Meta => {
                 let mut conn = MetaConn::new(stream, settings.max_value);

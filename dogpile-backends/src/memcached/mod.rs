@@ -35,6 +35,7 @@ mod pool;
 mod sasl;
 mod settings;
 mod stream;
+mod tls;
 
 pub use conn::Protocol;
 pub use hashing::Distribution;

@@ -31,6 +31,8 @@ pub(crate) struct PoolSettings {
 #[derive(Debug)]
 struct Server {
     addr: String,
+    /// The host of `addr`, checked against a TLS server's certificate.
+    host: String,
     idle: Mutex<Vec<Conn>>,
     dead_until: Mutex<Option<Instant>>,
 }
@@ -57,6 +59,7 @@ impl Pool {
             .iter()
             .map(|n| Server {
                 addr: format!("{}:{}", n.host, n.port),
+                host: n.host.clone(),
                 idle: Mutex::new(Vec::new()),
                 dead_until: Mutex::new(None),
             })
@@ -125,7 +128,8 @@ impl Pool {
     }
 
     fn connect(&self, idx: usize) -> Result<Conn, ConnError> {
-        Conn::connect(&self.servers[idx].addr, &self.settings.conn)
+        let server = &self.servers[idx];
+        Conn::connect(&server.addr, &server.host, &self.settings.conn)
     }
 
     /// Runs `op` on a connection to server `idx`: an idle one first (a
@@ -154,7 +158,7 @@ impl Pool {
         }
         let mut conn = match self.connect(idx) {
             Ok(conn) => conn,
-            Err(e @ ConnError::Server(_)) => return Err(Failure::Refused(self.error(idx, &e))),
+            Err(e @ (ConnError::Server(_) | ConnError::Tls(_))) => return Err(Failure::Refused(self.error(idx, &e))),
             Err(e) => {
                 self.mark_dead(idx);
                 return Err(Failure::Down(self.error(idx, &e)));
@@ -170,7 +174,7 @@ impl Pool {
                 self.put_back(idx, conn);
                 Err(Failure::Refused(self.error(idx, &e)))
             }
-            Err(e @ ConnError::Garbage(_)) => Err(Failure::Refused(self.error(idx, &e))),
+            Err(e @ (ConnError::Garbage(_) | ConnError::Tls(_))) => Err(Failure::Refused(self.error(idx, &e))),
             Err(e @ ConnError::Io(_)) => {
                 self.mark_dead(idx);
                 Err(Failure::Down(self.error(idx, &e)))

@@ -3,11 +3,13 @@
 use super::conn::{Auth, ConnSettings, Protocol};
 use super::hashing::{Distribution, Node};
 use super::pool::PoolSettings;
+use super::tls::{self, Tls, TlsFiles};
 use super::{MAX_KEY, MemcachedBackend, TAG_LEN};
 use crate::config::{BackendSettings, ConfigError};
 use dogpile_core::Backend;
 use dogpile_core::backend::BackendError;
 use serde::Deserialize;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +82,21 @@ pub struct MemcachedConfig {
     /// [`password`](Self::password); needs the binary protocol. Default
     /// `false`.
     pub sasl: bool,
+    /// TLS to the servers (started with `memcached -Z`), with either
+    /// protocol; needs the cargo feature `memcached-tls`. The server's
+    /// certificate must be signed by a root the system trusts or by
+    /// [`tls_ca_file`](Self::tls_ca_file), for the host of its `servers`
+    /// entry (a name or an IP address). Default `false`.
+    pub tls: bool,
+    /// A PEM file of CA certificates trusted besides the system's roots
+    /// (for servers with certificates of a private CA).
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM), with [`tls_key_file`](Self::tls_key_file),
+    /// for servers that check their clients (`-o ssl_verify_mode=2`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// The key of [`tls_cert_file`](Self::tls_cert_file): PKCS#8 PEM
+    /// (`BEGIN PRIVATE KEY`).
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for MemcachedConfig {
@@ -97,6 +114,10 @@ impl std::fmt::Debug for MemcachedConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("protocol", &self.protocol)
             .field("sasl", &self.sasl)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .finish()
     }
 }
@@ -143,6 +164,10 @@ impl Default for MemcachedConfig {
             password: None,
             protocol: None,
             sasl: false,
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -220,6 +245,22 @@ impl MemcachedConfig {
                     .into(),
             ));
         }
+        let files = [
+            ("tls_ca_file", &self.tls_ca_file),
+            ("tls_cert_file", &self.tls_cert_file),
+            ("tls_key_file", &self.tls_key_file),
+        ];
+        if let Some((field, _)) = files.iter().find(|(_, f)| f.is_some())
+            && !self.tls
+        {
+            return Err(invalid(field, format!("`{field}` is for TLS: add `tls = true`")));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(invalid("tls_cert_file", "`tls_cert_file` and `tls_key_file` go together".into()));
+        }
+        if self.tls && !tls::COMPILED {
+            return Err(invalid("tls", tls::NOT_COMPILED.into()));
+        }
         if self.item_size_max == 0 {
             return Err(invalid("item_size_max", "must be at least 1 byte".into()));
         }
@@ -237,15 +278,24 @@ impl MemcachedConfig {
         }
     }
 
-    /// The backend itself (no connection is made until first use).
-    pub fn backend(&self) -> Result<MemcachedBackend, BackendError> {
-        let nodes = self.checked().map_err(|e| BackendError::new("memcached", e.to_string()))?;
+    /// The settings of the pool, the TLS files read.
+    fn pool_settings(&self) -> Result<PoolSettings, ConfigError> {
         let auth = match self.username.clone().zip(self.password.clone()) {
             Some((user, password)) if self.sasl => Auth::Sasl(user, password),
             Some((user, password)) => Auth::Text(user, password),
             None => Auth::None,
         };
-        let settings = PoolSettings {
+        let tls = if self.tls {
+            let files = TlsFiles {
+                ca: self.tls_ca_file.as_deref(),
+                cert: self.tls_cert_file.as_deref(),
+                key: self.tls_key_file.as_deref(),
+            };
+            Some(Tls::new(&files).map_err(|(field, message)| invalid(field, message))?)
+        } else {
+            None
+        };
+        Ok(PoolSettings {
             retry_dead: Duration::from_millis(self.retry_dead_ms),
             max_idle: self.max_idle,
             conn: ConnSettings {
@@ -254,16 +304,26 @@ impl MemcachedConfig {
                 io: Duration::from_millis(self.io_timeout_ms),
                 max_value: self.item_size_max,
                 auth,
+                tls,
             },
-        };
+        })
+    }
+
+    /// The backend itself (no connection is made until first use; TLS
+    /// files are read now).
+    pub fn backend(&self) -> Result<MemcachedBackend, BackendError> {
+        self.backend_checked().map_err(|e| BackendError::new("memcached", e.to_string()))
+    }
+
+    fn backend_checked(&self) -> Result<MemcachedBackend, ConfigError> {
+        let nodes = self.checked()?;
+        let settings = self.pool_settings()?;
         Ok(MemcachedBackend::from_parts(nodes, self.distribution.into(), self.namespace.clone(), settings))
     }
 
     /// A [`MemcachedBackend`], for a region.
     pub fn build(&self) -> Result<Arc<dyn Backend>, ConfigError> {
-        self.checked()?;
-        let backend = self.backend().map_err(|e| invalid("servers", e.to_string()))?;
-        Ok(Arc::new(backend))
+        Ok(Arc::new(self.backend_checked()?))
     }
 }
 
@@ -294,5 +354,34 @@ mod tests {
         for bad in ["", "a:b", "a:1:0", "a:1:2:3", "a b:1"] {
             assert!(parse_server(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tls_asked_for_without_the_feature_names_the_feature() {
+        let mut c = MemcachedConfig { tls: true, ..Default::default() };
+        let checked = c.checked();
+        if cfg!(feature = "memcached-tls") {
+            assert!(checked.is_ok());
+        } else {
+            let err = checked.unwrap_err().to_string();
+            assert!(err.contains("cargo feature `memcached-tls`"), "{err}");
+        }
+        c.tls = false;
+        c.tls_ca_file = Some("ca.pem".into());
+        let err = c.checked().unwrap_err().to_string();
+        assert!(err.contains("add `tls = true`"), "{err}");
+    }
+
+    #[test]
+    fn sasl_implies_the_binary_protocol() {
+        let mut c = MemcachedConfig::default();
+        assert_eq!(c.protocol(), Protocol::Meta);
+        c.sasl = true;
+        c.username = Some("app".into());
+        c.password = Some("pw".into());
+        assert_eq!(c.protocol(), Protocol::Binary);
+        assert!(c.checked().is_ok());
+        c.protocol = Some(Protocol::Meta);
+        assert!(c.checked().unwrap_err().to_string().contains("binary protocol"));
     }
 }

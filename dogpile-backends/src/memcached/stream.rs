@@ -1,7 +1,8 @@
 //! The byte stream under a connection: TCP, with a timeout on the
-//! connection and on every read and write.
+//! connection and on every read and write, and TLS over it when configured.
 
 use super::conn::ConnError;
+use super::tls::Tls;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -11,12 +12,25 @@ use std::time::Duration;
 pub(crate) enum Stream {
     /// Plain TCP.
     Tcp(TcpStream),
+    /// TLS over TCP.
+    #[cfg(feature = "memcached-tls")]
+    Tls(Box<native_tls::TlsStream<TcpStream>>),
 }
 
-/// Connects to `addr` (each of its addresses in turn).
-pub(crate) fn connect(addr: &str, connect: Duration, io: Duration) -> Result<Stream, ConnError> {
+/// Connects to `addr` (each of its addresses in turn); with `tls`, shakes
+/// hands checking the server's certificate against `host`.
+pub(crate) fn connect(
+    addr: &str,
+    host: &str,
+    connect: Duration,
+    io: Duration,
+    tls: Option<&Tls>,
+) -> Result<Stream, ConnError> {
     let tcp = tcp(addr, connect, io)?;
-    Ok(Stream::Tcp(tcp))
+    match tls {
+        Some(tls) => tls.wrap(host, tcp),
+        None => Ok(Stream::Tcp(tcp)),
+    }
 }
 
 fn tcp(addr: &str, connect: Duration, io: Duration) -> io::Result<TcpStream> {
@@ -40,6 +54,8 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
+            #[cfg(feature = "memcached-tls")]
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -48,12 +64,16 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(buf),
+            #[cfg(feature = "memcached-tls")]
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.flush(),
+            #[cfg(feature = "memcached-tls")]
+            Stream::Tls(s) => s.flush(),
         }
     }
 }
