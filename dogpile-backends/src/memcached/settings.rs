@@ -28,6 +28,37 @@ use std::time::Duration;
 /// # password = "secret"
 /// ```
 ///
+/// With SASL (servers started with `memcached -S`; the binary protocol is
+/// implied) and TLS (servers started with `memcached -Z`, cargo feature
+/// `memcached-tls`):
+///
+/// ```toml
+/// [regions.sessions]
+/// backend = "memcached"
+/// servers = ["cache1.internal:11211", "cache2.internal:11211"]
+/// sasl = true                  # SASL PLAIN, protocol = "binary"
+/// username = "app"
+/// password = "secret"
+/// tls = true
+/// tls_ca_file = "/etc/ssl/private-ca.pem"   # trusted besides the system's roots
+/// # tls_cert_file = "/etc/ssl/app.pem"      # a client certificate, for
+/// # tls_key_file = "/etc/ssl/app.key"       # servers with ssl_verify_mode
+/// ```
+///
+/// | field | meaning |
+/// |---|---|
+/// | `protocol` | `"meta"` (default) or `"binary"`; `"binary"` when unset and `sasl = true` |
+/// | `sasl` | SASL PLAIN as `username`/`password` (binary protocol) |
+/// | `username`, `password` | with `sasl`: the SASL user; without: memcached's `-Y` login (meta protocol) |
+/// | `tls` | TLS to every server (feature `memcached-tls`), either protocol |
+/// | `tls_ca_file` | PEM CA certificates trusted besides the system's |
+/// | `tls_cert_file`, `tls_key_file` | a client certificate and its PKCS#8 PEM key |
+///
+/// The server's certificate is checked against the host of its `servers`
+/// entry (a name or an IP address). A refused login or a failed handshake
+/// is an error of the region's calls that says what to check; the server
+/// is not marked dead, and `#[cached]` functions still return their value.
+///
 /// ```
 /// use dogpile_backends::MemcachedConfig;
 ///
@@ -36,6 +67,15 @@ use std::time::Duration;
 /// config.namespace = "app1:".into();
 /// let backend = config.build()?; // connects on first use
 /// # let _ = backend;
+///
+/// // SASL over the binary protocol.
+/// let mut sasl = MemcachedConfig::default();
+/// sasl.sasl = true;
+/// sasl.username = Some("app".into());
+/// sasl.password = Some("secret".into());
+/// let backend = sasl.build()?;
+/// # let _ = backend;
+/// assert!(!format!("{sasl:?}").contains("secret"), "Debug leaves the password out");
 /// # Ok::<(), dogpile_backends::config::ConfigError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Deserialize)]
