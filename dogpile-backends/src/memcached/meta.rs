@@ -170,18 +170,18 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     /// A connection whose server already sent `replies`.
-    fn answered(replies: &[u8]) -> (MetaConn, Vec<u8>) {
+    fn answered(replies: &[u8]) -> MetaConn {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
         server.write_all(replies).unwrap();
         drop(server);
-        (MetaConn::new(Stream::Tcp(client), 1024), Vec::new())
+        MetaConn::new(Stream::Tcp(client), 1024)
     }
 
     #[test]
     fn commands_are_written_as_meta_lines() {
-        let (mut c, _) = answered(b"");
+        let mut c = answered(b"");
         c.push_get("a");
         c.push_set("b", b"xy", 5, SetMode::Set);
         c.push_set("l", b"t", 2, SetMode::Add);
@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn replies_are_read_in_order_and_garbage_is_an_error() {
-        let (mut c, _) = answered(b"VA 2 v\r\nhi\r\nHD c7\r\nEN\r\nNS\r\nEX\r\nNF\r\n");
+        let mut c = answered(b"VA 2 v\r\nhi\r\nHD c7\r\nEN\r\nNS\r\nEX\r\nNF\r\n");
         let replies = c.round_trip(6).unwrap();
         assert_eq!(
             replies,
@@ -209,11 +209,11 @@ mod tests {
                 Reply::NotFound
             ]
         );
-        let (mut c, _) = answered(b"HELLO\r\n");
+        let mut c = answered(b"HELLO\r\n");
         assert!(matches!(c.round_trip(1), Err(ConnError::Garbage(_))));
-        let (mut c, _) = answered(b"VA 5000 v\r\n");
+        let mut c = answered(b"VA 5000 v\r\n");
         assert!(matches!(c.round_trip(1), Err(ConnError::Garbage(_))), "over the largest value");
-        let (mut c, _) = answered(b"VA 4 v\r\nab");
+        let mut c = answered(b"VA 4 v\r\nab");
         assert!(matches!(c.round_trip(1), Err(ConnError::Io(_))), "a value cut short");
     }
 }

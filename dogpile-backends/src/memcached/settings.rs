@@ -262,8 +262,8 @@ impl MemcachedConfig {
         if auth.iter().any(|v| v.is_some()) && !auth.iter().all(|v| v.is_some()) {
             return Err(invalid("username", "`username` and `password` go together".into()));
         }
-        if self.username.as_deref().is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace))
-            || self.password.as_deref().is_some_and(|p| p.contains(['\r', '\n']))
+        if self.username.as_deref().is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace) || u.contains('\0'))
+            || self.password.as_deref().is_some_and(|p| p.contains(['\r', '\n', '\0']))
         {
             return Err(invalid("username", "a user name without spaces, a password on one line".into()));
         }
