@@ -6,7 +6,7 @@
 //! | [`BoundedMemoryBackend`] | size-bounded, evicting (S3-FIFO) | in-process |
 //! | [`NullBackend`] | nothing | in-process (every call creates) |
 //! | `RedisBackend` (feature `redis`) | Redis: one server, Sentinel, Cluster | leases in Redis, shared by every process |
-//! | `MemcachedBackend` (feature `memcached`) | one or many memcached servers, ketama or rendezvous | lease item owned by its CAS |
+//! | `MemcachedBackend` (feature `memcached`; TLS with `memcached-tls`) | one or many memcached servers, ketama or rendezvous; meta or binary protocol, SASL | lease item owned by its CAS |
 //! | `FileBackend` (feature `file`) | files under a directory, shared by the processes of one machine | OS file locks, per key |
 //!
 //! Each backend module also owns its settings type ([`MemoryConfig`],

@@ -23,6 +23,10 @@ pub struct Server {
     pub port: u16,
     child: Option<Child>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
+    /// A directory of the server's own files (SASL database, certificates),
+    /// removed with the server.
+    dir: Option<std::path::PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -37,7 +41,19 @@ impl Server {
 
     /// Starts a server with extra arguments (`-I 2m`, ...).
     pub fn start_with(extra: &[&str]) -> Server {
-        let mut s = Server { port: free_port(), child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        Server::start_in(extra, &[], None)
+    }
+
+    /// Starts a server with extra arguments and environment variables,
+    /// owning `dir` (removed when the server is dropped).
+    pub fn start_in(extra: &[&str], env: &[(&str, &str)], dir: Option<std::path::PathBuf>) -> Server {
+        let mut s = Server {
+            port: free_port(),
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            dir,
+        };
         s.spawn();
         s
     }
@@ -48,6 +64,7 @@ impl Server {
         if std::env::var("USER").as_deref() == Ok("root") || is_root() {
             cmd.args(["-u", "root"]);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.args(&self.extra).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         let child = match cmd.spawn() {
             Ok(c) => c,
@@ -114,7 +131,23 @@ fn is_root() -> bool {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
+}
+
+/// A fresh, empty temporary directory for one server's files.
+pub fn temp_dir(what: &str) -> std::path::PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "dogpile-mc-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
 }
 
 /// A fresh namespace per backend, so that tests sharing a server never meet.
@@ -221,4 +254,56 @@ impl BlockingBackend for Owned {
     fn store_invalidation(&self, region: &str, word: u64) -> Result<(), BackendError> {
         self.inner.store_invalidation(region, word)
     }
+}
+
+const SASL_INSTALL: &str = "SASL tests need saslpasswd2 and the PLAIN mechanism: install them with \
+                            `apt-get install sasl2-bin libsasl2-modules` (scripts/test does that when it runs as root)";
+
+/// `saslpasswd2`, on PATH or where Debian puts it.
+fn saslpasswd2() -> String {
+    let on_path = Command::new("saslpasswd2").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if on_path.is_ok() {
+        return "saslpasswd2".into();
+    }
+    let sbin = "/usr/sbin/saslpasswd2";
+    assert!(std::path::Path::new(sbin).exists(), "no saslpasswd2 on PATH nor at {sbin}. {SASL_INSTALL}");
+    sbin.into()
+}
+
+/// A directory holding a SASL database with `user`/`password` and the
+/// `memcached.conf` that points memcached at it (PLAIN only): the value of
+/// `SASL_CONF_PATH` for a server started with `-S`.
+pub fn sasl_dir(user: &str, password: &str) -> std::path::PathBuf {
+    // /usr/lib/<multiarch>/sasl2 on Debian, /usr/lib/sasl2 elsewhere.
+    let plain = std::path::Path::new("/usr/lib/sasl2/libplain.so").exists()
+        || std::fs::read_dir("/usr/lib")
+            .map(|d| d.flatten().any(|e| e.path().join("sasl2/libplain.so").exists()))
+            .unwrap_or(false);
+    assert!(plain, "no SASL PLAIN module (libplain.so). {SASL_INSTALL}");
+    let dir = temp_dir("sasl");
+    let db = dir.join("sasldb2");
+    let mut child = Command::new(saslpasswd2())
+        .args(["-a", "memcached", "-c", "-p", "-f", db.to_str().unwrap(), user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run saslpasswd2 ({e}). {SASL_INSTALL}"));
+    child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "saslpasswd2 failed: {}. {SASL_INSTALL}", String::from_utf8_lossy(&out.stderr));
+    // memcached reads `<SASL_CONF_PATH>/memcached.conf` (else
+    // /etc/sasl/memcached.conf).
+    std::fs::write(dir.join("memcached.conf"), format!("mech_list: plain\nsasldb_path: {}\n", db.display())).unwrap();
+    dir
+}
+
+/// A server speaking only the binary protocol with SASL required, knowing
+/// `user`/`password`; `extra` arguments (TLS) added.
+pub fn sasl_server(user: &str, password: &str, extra: &[&str]) -> Server {
+    let dir = sasl_dir(user, password);
+    let mut args = vec!["-S", "-B", "binary"];
+    args.extend_from_slice(extra);
+    let conf = dir.to_str().unwrap().to_owned();
+    Server::start_in(&args, &[("SASL_CONF_PATH", &conf)], Some(dir))
 }

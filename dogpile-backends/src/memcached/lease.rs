@@ -1,11 +1,13 @@
 //! The creation lease of one key: an item `<namespace>l:<key>` added with
-//! an expiry (`ms ... ME`), on the server of the key's value. The CAS the
-//! server returned identifies the owner: only it extends (`ms ... C<cas>`)
-//! or releases (`md ... C<cas>`) the lease, so a lease that expired and was
-//! taken by another process is never touched by its first owner.
+//! an expiry (an add: `ms ... ME` in the meta protocol, `ADD` in the binary
+//! one), on the server of the key's value. The CAS the server returned
+//! identifies the owner: only it extends (a compare-and-swap store) or
+//! releases (a delete conditional on the CAS) the lease, so a lease that
+//! expired and was taken by another process is never touched by its first
+//! owner.
 
+use super::conn::{Reply, SetMode, lease_exptime};
 use super::pool::Pool;
-use super::protocol::{Reply, lease_exptime};
 use dogpile_core::backend::{BackendError, BoxFuture, Lease, ready};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,9 +34,8 @@ pub(crate) fn new_token() -> String {
 impl MemcachedLease {
     fn extend_now(&self, ttl: Duration) -> Result<bool, BackendError> {
         let cas = self.cas.load(Ordering::Acquire);
-        let flags = format!("C{cas} c");
         let reply = self.pool.run(&self.route, |c| {
-            c.push_set(&self.key, self.token.as_bytes(), lease_exptime(ttl), &flags);
+            c.push_set(&self.key, self.token.as_bytes(), lease_exptime(ttl), SetMode::Cas(cas));
             c.round_trip(1)
         })?;
         match reply.first() {
@@ -48,9 +49,9 @@ impl MemcachedLease {
     }
 
     pub(crate) fn release_now(&self) -> Result<bool, BackendError> {
-        let flags = format!("C{}", self.cas.load(Ordering::Acquire));
+        let cas = self.cas.load(Ordering::Acquire);
         let reply = self.pool.run(&self.route, |c| {
-            c.push_delete(&self.key, &flags);
+            c.push_delete(&self.key, Some(cas));
             c.round_trip(1)
         })?;
         Ok(matches!(reply.first(), Some(Reply::Done { .. })))

@@ -3,7 +3,8 @@
 //! region's invalidation kept in one small item.
 //!
 //! It speaks memcached's meta protocol (memcached 1.6 and later) itself,
-//! over blocking TCP connections kept per server. Async regions reach it
+//! over blocking TCP connections kept per server, or the binary protocol
+//! (for SASL authentication); see [`Protocol`]. Async regions reach it
 //! through tokio's blocking pool (the `tokio` feature of `dogpile`).
 //!
 //! Layout on the servers, under the configured namespace `ns`:
@@ -25,20 +26,26 @@
 //! the value, read in the same round trip (`ms <lease> ME` and `mg <value>`
 //! pipelined on one connection), gives one mechanism for both cases.
 
+mod binary;
+mod conn;
 mod hashing;
 mod lease;
+mod meta;
 mod pool;
-mod protocol;
+mod sasl;
 mod settings;
+mod stream;
+mod tls;
 
+pub use conn::Protocol;
 pub use hashing::Distribution;
 pub use settings::{DistributionName, MemcachedConfig};
 
+use conn::{Conn, Reply, SetMode, exptime, lease_exptime};
 use dogpile_core::backend::{Acquire, Backend, BackendError, BlockingBackend, KeyLimits, Leased, Value, ValueKind};
 use hashing::Node;
 use lease::{MemcachedLease, new_token};
-use pool::{Failure, Pool, Timeouts};
-use protocol::{Conn, Reply, exptime, lease_exptime};
+use pool::{Failure, Pool, PoolSettings};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -86,9 +93,9 @@ impl MemcachedBackend {
         config.backend()
     }
 
-    fn from_parts(nodes: Vec<Node>, distribution: Distribution, namespace: String, timeouts: Timeouts) -> Self {
+    fn from_parts(nodes: Vec<Node>, distribution: Distribution, namespace: String, settings: PoolSettings) -> Self {
         let limits = KeyLimits::max_len(MAX_KEY - namespace.len() - TAG_LEN).no_space_or_control();
-        MemcachedBackend { pool: Arc::new(Pool::new(nodes, distribution, timeouts)), namespace, limits }
+        MemcachedBackend { pool: Arc::new(Pool::new(nodes, distribution, settings)), namespace, limits }
     }
 
     fn item(&self, tag: &str, key: &str) -> String {
@@ -251,7 +258,7 @@ impl BlockingBackend for MemcachedBackend {
         let item = self.value_key(key);
         let t = exptime(ttl);
         let reply = self.pool.run(&item, |c| {
-            c.push_set(&item, data, t, "");
+            c.push_set(&item, data, t, SetMode::Set);
             c.round_trip(1)
         })?;
         stored(one(reply)?)
@@ -260,7 +267,7 @@ impl BlockingBackend for MemcachedBackend {
     fn delete(&self, key: &str) -> Result<(), BackendError> {
         let item = self.value_key(key);
         let reply = self.pool.run(&item, |c| {
-            c.push_delete(&item, "");
+            c.push_delete(&item, None);
             c.round_trip(1)
         })?;
         deleted(one(reply)?)
@@ -279,7 +286,7 @@ impl BlockingBackend for MemcachedBackend {
         let t = exptime(ttl);
         let push = |c: &mut Conn, i: usize| {
             if let Value::Bytes(b) = &entries[i].1 {
-                c.push_set(&items[i], b, t, "");
+                c.push_set(&items[i], b, t, SetMode::Set);
             }
         };
         self.batched(&items, &push, &stored).map(drop)
@@ -287,7 +294,7 @@ impl BlockingBackend for MemcachedBackend {
 
     fn delete_multi(&self, keys: &[&str]) -> Result<(), BackendError> {
         let items: Vec<String> = keys.iter().map(|k| self.value_key(k)).collect();
-        self.batched(&items, &|c, i| c.push_delete(&items[i], ""), &deleted).map(drop)
+        self.batched(&items, &|c, i| c.push_delete(&items[i], None), &deleted).map(drop)
     }
 
     fn try_lease(&self, key: &str, ttl: Duration) -> Result<Acquire, BackendError> {
@@ -314,7 +321,7 @@ impl BlockingBackend for MemcachedBackend {
         let item = self.item("i:", &self.limits.apply(region));
         let data = word.to_string();
         let reply = self.pool.run(&item, |c| {
-            c.push_set(&item, data.as_bytes(), 0, "");
+            c.push_set(&item, data.as_bytes(), 0, SetMode::Set);
             c.round_trip(1)
         })?;
         stored(one(reply)?)
@@ -331,7 +338,7 @@ impl MemcachedBackend {
         let token = new_token();
         let t = lease_exptime(ttl);
         let replies = self.pool.run(&route, |c| {
-            c.push_set(&lease_key, token.as_bytes(), t, "ME c");
+            c.push_set(&lease_key, token.as_bytes(), t, SetMode::Add);
             if read {
                 c.push_get(&route);
             }

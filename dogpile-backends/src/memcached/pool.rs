@@ -6,8 +6,8 @@
 //! while every other key stays where it was, and come back to it once a
 //! retry connects again.
 
+use super::conn::{Conn, ConnError, ConnSettings};
 use super::hashing::{Distribution, Node, Ring};
-use super::protocol::{Conn, ConnError};
 use dogpile_core::backend::BackendError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,21 +19,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Connection settings shared by the servers of a pool.
+/// Settings shared by the servers of a pool.
 #[derive(Debug, Clone)]
-pub(crate) struct Timeouts {
-    pub(crate) connect: Duration,
-    pub(crate) io: Duration,
+pub(crate) struct PoolSettings {
     pub(crate) retry_dead: Duration,
     pub(crate) max_idle: usize,
-    pub(crate) max_value: usize,
-    /// memcached's text-protocol authentication: (user, password).
-    pub(crate) auth: Option<(String, String)>,
+    /// How each connection is opened.
+    pub(crate) conn: ConnSettings,
 }
 
 #[derive(Debug)]
 struct Server {
     addr: String,
+    /// The host of `addr`, checked against a TLS server's certificate.
+    host: String,
     idle: Mutex<Vec<Conn>>,
     dead_until: Mutex<Option<Instant>>,
 }
@@ -49,26 +48,27 @@ pub(crate) struct Pool {
     dead: AtomicUsize,
     /// The ring of the live servers, for the mask it was built for.
     degraded: Mutex<Option<(Vec<bool>, Arc<Ring>)>>,
-    timeouts: Timeouts,
+    settings: PoolSettings,
 }
 
 impl Pool {
-    pub(crate) fn new(nodes: Vec<Node>, distribution: Distribution, timeouts: Timeouts) -> Pool {
+    pub(crate) fn new(nodes: Vec<Node>, distribution: Distribution, settings: PoolSettings) -> Pool {
         let all: Vec<usize> = (0..nodes.len()).collect();
         let ring = Ring::new(distribution, &nodes, &all);
         let servers = nodes
             .iter()
             .map(|n| Server {
                 addr: format!("{}:{}", n.host, n.port),
+                host: n.host.clone(),
                 idle: Mutex::new(Vec::new()),
                 dead_until: Mutex::new(None),
             })
             .collect();
-        Pool { servers, nodes, distribution, ring, dead: AtomicUsize::new(0), degraded: Mutex::new(None), timeouts }
+        Pool { servers, nodes, distribution, ring, dead: AtomicUsize::new(0), degraded: Mutex::new(None), settings }
     }
 
     pub(crate) fn max_value(&self) -> usize {
-        self.timeouts.max_value
+        self.settings.conn.max_value
     }
 
     /// The server for `key` now, leaving out servers marked dead whose
@@ -105,7 +105,7 @@ impl Pool {
             format!(
                 "every memcached server is marked dead ({}); each is retried {:?} after it failed",
                 addrs.join(", "),
-                self.timeouts.retry_dead
+                self.settings.retry_dead
             ),
         )
     }
@@ -116,7 +116,7 @@ impl Pool {
         if until.is_none() {
             self.dead.fetch_add(1, Ordering::AcqRel);
         }
-        *until = Some(Instant::now() + self.timeouts.retry_dead);
+        *until = Some(Instant::now() + self.settings.retry_dead);
         lock(&server.idle).clear();
     }
 
@@ -128,8 +128,8 @@ impl Pool {
     }
 
     fn connect(&self, idx: usize) -> Result<Conn, ConnError> {
-        let t = &self.timeouts;
-        Conn::connect(&self.servers[idx].addr, t.connect, t.io, t.max_value, t.auth.as_ref())
+        let server = &self.servers[idx];
+        Conn::connect(&server.addr, &server.host, &self.settings.conn)
     }
 
     /// Runs `op` on a connection to server `idx`: an idle one first (a
@@ -158,7 +158,7 @@ impl Pool {
         }
         let mut conn = match self.connect(idx) {
             Ok(conn) => conn,
-            Err(e @ ConnError::Server(_)) => return Err(Failure::Refused(self.error(idx, &e))),
+            Err(e @ (ConnError::Server(_) | ConnError::Tls(_))) => return Err(Failure::Refused(self.error(idx, &e))),
             Err(e) => {
                 self.mark_dead(idx);
                 return Err(Failure::Down(self.error(idx, &e)));
@@ -174,7 +174,7 @@ impl Pool {
                 self.put_back(idx, conn);
                 Err(Failure::Refused(self.error(idx, &e)))
             }
-            Err(e @ ConnError::Garbage(_)) => Err(Failure::Refused(self.error(idx, &e))),
+            Err(e @ (ConnError::Garbage(_) | ConnError::Tls(_))) => Err(Failure::Refused(self.error(idx, &e))),
             Err(e @ ConnError::Io(_)) => {
                 self.mark_dead(idx);
                 Err(Failure::Down(self.error(idx, &e)))
@@ -203,7 +203,7 @@ impl Pool {
 
     fn put_back(&self, idx: usize, conn: Conn) {
         let mut idle = lock(&self.servers[idx].idle);
-        if idle.len() < self.timeouts.max_idle {
+        if idle.len() < self.settings.max_idle {
             idle.push(conn);
         }
     }

@@ -1,12 +1,15 @@
 //! The settings of the memcached backend, by name in configuration.
 
+use super::conn::{Auth, ConnSettings, Protocol};
 use super::hashing::{Distribution, Node};
-use super::pool::Timeouts;
+use super::pool::PoolSettings;
+use super::tls::{self, Tls, TlsFiles};
 use super::{MAX_KEY, MemcachedBackend, TAG_LEN};
 use crate::config::{BackendSettings, ConfigError};
 use dogpile_core::Backend;
 use dogpile_core::backend::BackendError;
 use serde::Deserialize;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +28,37 @@ use std::time::Duration;
 /// # password = "secret"
 /// ```
 ///
+/// With SASL (servers started with `memcached -S`; the binary protocol is
+/// implied) and TLS (servers started with `memcached -Z`, cargo feature
+/// `memcached-tls`):
+///
+/// ```toml
+/// [regions.sessions]
+/// backend = "memcached"
+/// servers = ["cache1.internal:11211", "cache2.internal:11211"]
+/// sasl = true                  # SASL PLAIN, protocol = "binary"
+/// username = "app"
+/// password = "secret"
+/// tls = true
+/// tls_ca_file = "/etc/ssl/private-ca.pem"   # trusted besides the system's roots
+/// # tls_cert_file = "/etc/ssl/app.pem"      # a client certificate, for
+/// # tls_key_file = "/etc/ssl/app.key"       # servers with ssl_verify_mode
+/// ```
+///
+/// | field | meaning |
+/// |---|---|
+/// | `protocol` | `"meta"` (default) or `"binary"`; `"binary"` when unset and `sasl = true` |
+/// | `sasl` | SASL PLAIN as `username`/`password` (binary protocol) |
+/// | `username`, `password` | with `sasl`: the SASL user; without: memcached's `-Y` login (meta protocol) |
+/// | `tls` | TLS to every server (feature `memcached-tls`), either protocol |
+/// | `tls_ca_file` | PEM CA certificates trusted besides the system's |
+/// | `tls_cert_file`, `tls_key_file` | a client certificate and its PKCS#8 PEM key |
+///
+/// The server's certificate is checked against the host of its `servers`
+/// entry (a name or an IP address). A refused login or a failed handshake
+/// is an error of the region's calls that says what to check; the server
+/// is not marked dead, and `#[cached]` functions still return their value.
+///
 /// ```
 /// use dogpile_backends::MemcachedConfig;
 ///
@@ -33,6 +67,15 @@ use std::time::Duration;
 /// config.namespace = "app1:".into();
 /// let backend = config.build()?; // connects on first use
 /// # let _ = backend;
+///
+/// // SASL over the binary protocol.
+/// let mut sasl = MemcachedConfig::default();
+/// sasl.sasl = true;
+/// sasl.username = Some("app".into());
+/// sasl.password = Some("secret".into());
+/// let backend = sasl.build()?;
+/// # let _ = backend;
+/// assert!(!format!("{sasl:?}").contains("secret"), "Debug leaves the password out");
 /// # Ok::<(), dogpile_backends::config::ConfigError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -63,12 +106,37 @@ pub struct MemcachedConfig {
     /// default item size, less room for the item's header); larger values
     /// are an error of the region's `set`, never sent.
     pub item_size_max: usize,
-    /// A user name for memcached's text-protocol authentication (servers
-    /// started with `memcached -Y <authfile>`); with [`password`](Self::password).
-    /// SASL (binary protocol only) is not supported.
+    /// A user name, with [`password`](Self::password): for memcached's
+    /// text-protocol authentication (servers started with
+    /// `memcached -Y <authfile>`), or with [`sasl`](Self::sasl) for SASL.
     pub username: Option<String>,
-    /// The password of [`username`](Self::username).
+    /// The password of [`username`](Self::username) (never shown by
+    /// `Debug`).
     pub password: Option<String>,
+    /// The protocol: `"meta"` (the default) or `"binary"` (see
+    /// [`Protocol`]). Unset, it is the binary protocol with
+    /// [`sasl`](Self::sasl), else meta.
+    pub protocol: Option<Protocol>,
+    /// SASL authentication (servers started with `memcached -S`), PLAIN
+    /// mechanism, as [`username`](Self::username) with
+    /// [`password`](Self::password); needs the binary protocol. Default
+    /// `false`.
+    pub sasl: bool,
+    /// TLS to the servers (started with `memcached -Z`), with either
+    /// protocol; needs the cargo feature `memcached-tls`. The server's
+    /// certificate must be signed by a root the system trusts or by
+    /// [`tls_ca_file`](Self::tls_ca_file), for the host of its `servers`
+    /// entry (a name or an IP address). Default `false`.
+    pub tls: bool,
+    /// A PEM file of CA certificates trusted besides the system's roots
+    /// (for servers with certificates of a private CA).
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM), with [`tls_key_file`](Self::tls_key_file),
+    /// for servers that check their clients (`-o ssl_verify_mode=2`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// The key of [`tls_cert_file`](Self::tls_cert_file): PKCS#8 PEM
+    /// (`BEGIN PRIVATE KEY`).
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for MemcachedConfig {
@@ -84,6 +152,12 @@ impl std::fmt::Debug for MemcachedConfig {
             .field("item_size_max", &self.item_size_max)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("protocol", &self.protocol)
+            .field("sasl", &self.sasl)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .finish()
     }
 }
@@ -128,6 +202,12 @@ impl Default for MemcachedConfig {
             item_size_max: 1024 * 1024 - 1024,
             username: None,
             password: None,
+            protocol: None,
+            sasl: false,
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -182,10 +262,44 @@ impl MemcachedConfig {
         if auth.iter().any(|v| v.is_some()) && !auth.iter().all(|v| v.is_some()) {
             return Err(invalid("username", "`username` and `password` go together".into()));
         }
-        if self.username.as_deref().is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace))
-            || self.password.as_deref().is_some_and(|p| p.contains(['\r', '\n']))
+        if self.username.as_deref().is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace) || u.contains('\0'))
+            || self.password.as_deref().is_some_and(|p| p.contains(['\r', '\n', '\0']))
         {
             return Err(invalid("username", "a user name without spaces, a password on one line".into()));
+        }
+        if self.sasl {
+            if self.username.is_none() {
+                return Err(invalid("sasl", "SASL needs `username` and `password`".into()));
+            }
+            if self.protocol() != Protocol::Binary {
+                return Err(invalid(
+                    "protocol",
+                    "SASL runs over the binary protocol: set `protocol = \"binary\"` (or leave it out)".into(),
+                ));
+            }
+        } else if self.username.is_some() && self.protocol() == Protocol::Binary {
+            return Err(invalid(
+                "username",
+                "the binary protocol authenticates by SASL: add `sasl = true` (the text-protocol \
+                 `memcached -Y` authentication needs `protocol = \"meta\"`)"
+                    .into(),
+            ));
+        }
+        let files = [
+            ("tls_ca_file", &self.tls_ca_file),
+            ("tls_cert_file", &self.tls_cert_file),
+            ("tls_key_file", &self.tls_key_file),
+        ];
+        if let Some((field, _)) = files.iter().find(|(_, f)| f.is_some())
+            && !self.tls
+        {
+            return Err(invalid(field, format!("`{field}` is for TLS: add `tls = true`")));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(invalid("tls_cert_file", "`tls_cert_file` and `tls_key_file` go together".into()));
+        }
+        if self.tls && !tls::COMPILED {
+            return Err(invalid("tls", tls::NOT_COMPILED.into()));
         }
         if self.item_size_max == 0 {
             return Err(invalid("item_size_max", "must be at least 1 byte".into()));
@@ -194,25 +308,62 @@ impl MemcachedConfig {
         Ok(nodes)
     }
 
-    /// The backend itself (no connection is made until first use).
-    pub fn backend(&self) -> Result<MemcachedBackend, BackendError> {
-        let nodes = self.checked().map_err(|e| BackendError::new("memcached", e.to_string()))?;
-        let timeouts = Timeouts {
-            connect: Duration::from_millis(self.connect_timeout_ms),
-            io: Duration::from_millis(self.io_timeout_ms),
+    /// The protocol spoken: as configured, else binary for SASL and meta
+    /// otherwise.
+    fn protocol(&self) -> Protocol {
+        match self.protocol {
+            Some(p) => p,
+            None if self.sasl => Protocol::Binary,
+            None => Protocol::Meta,
+        }
+    }
+
+    /// The settings of the pool, the TLS files read.
+    fn pool_settings(&self) -> Result<PoolSettings, ConfigError> {
+        let auth = match self.username.clone().zip(self.password.clone()) {
+            Some((user, password)) if self.sasl => Auth::Sasl(user, password),
+            Some((user, password)) => Auth::Text(user, password),
+            None => Auth::None,
+        };
+        let tls = if self.tls {
+            let files = TlsFiles {
+                ca: self.tls_ca_file.as_deref(),
+                cert: self.tls_cert_file.as_deref(),
+                key: self.tls_key_file.as_deref(),
+            };
+            Some(Tls::new(&files).map_err(|(field, message)| invalid(field, message))?)
+        } else {
+            None
+        };
+        Ok(PoolSettings {
             retry_dead: Duration::from_millis(self.retry_dead_ms),
             max_idle: self.max_idle,
-            max_value: self.item_size_max,
-            auth: self.username.clone().zip(self.password.clone()),
-        };
-        Ok(MemcachedBackend::from_parts(nodes, self.distribution.into(), self.namespace.clone(), timeouts))
+            conn: ConnSettings {
+                protocol: self.protocol(),
+                connect: Duration::from_millis(self.connect_timeout_ms),
+                io: Duration::from_millis(self.io_timeout_ms),
+                max_value: self.item_size_max,
+                auth,
+                tls,
+            },
+        })
+    }
+
+    /// The backend itself (no connection is made until first use; TLS
+    /// files are read now).
+    pub fn backend(&self) -> Result<MemcachedBackend, BackendError> {
+        self.backend_checked().map_err(|e| BackendError::new("memcached", e.to_string()))
+    }
+
+    fn backend_checked(&self) -> Result<MemcachedBackend, ConfigError> {
+        let nodes = self.checked()?;
+        let settings = self.pool_settings()?;
+        Ok(MemcachedBackend::from_parts(nodes, self.distribution.into(), self.namespace.clone(), settings))
     }
 
     /// A [`MemcachedBackend`], for a region.
     pub fn build(&self) -> Result<Arc<dyn Backend>, ConfigError> {
-        self.checked()?;
-        let backend = self.backend().map_err(|e| invalid("servers", e.to_string()))?;
-        Ok(Arc::new(backend))
+        Ok(Arc::new(self.backend_checked()?))
     }
 }
 
@@ -243,5 +394,34 @@ mod tests {
         for bad in ["", "a:b", "a:1:0", "a:1:2:3", "a b:1"] {
             assert!(parse_server(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tls_asked_for_without_the_feature_names_the_feature() {
+        let mut c = MemcachedConfig { tls: true, ..Default::default() };
+        let checked = c.checked();
+        if cfg!(feature = "memcached-tls") {
+            assert!(checked.is_ok());
+        } else {
+            let err = checked.unwrap_err().to_string();
+            assert!(err.contains("cargo feature `memcached-tls`"), "{err}");
+        }
+        c.tls = false;
+        c.tls_ca_file = Some("ca.pem".into());
+        let err = c.checked().unwrap_err().to_string();
+        assert!(err.contains("add `tls = true`"), "{err}");
+    }
+
+    #[test]
+    fn sasl_implies_the_binary_protocol() {
+        let mut c = MemcachedConfig::default();
+        assert_eq!(c.protocol(), Protocol::Meta);
+        c.sasl = true;
+        c.username = Some("app".into());
+        c.password = Some("pw".into());
+        assert_eq!(c.protocol(), Protocol::Binary);
+        assert!(c.checked().is_ok());
+        c.protocol = Some(Protocol::Meta);
+        assert!(c.checked().unwrap_err().to_string().contains("binary protocol"));
     }
 }
