@@ -37,6 +37,7 @@ mod multi;
 mod nonblocking;
 mod object_map;
 mod options;
+mod read_flight;
 mod region;
 mod runner;
 mod stats;
