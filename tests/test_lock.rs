@@ -306,52 +306,6 @@ fn callers_during_a_regeneration_get_the_stale_value_without_reading() {
     assert_eq!(proxy.reads("k"), before + 1);
 }
 
-/// On a backend whose reads block, callers that come for a key while its
-/// read is under way wait for that read instead of making their own: one
-/// backend read for a stampede on an expired key, the stale value for all.
-#[test]
-fn concurrent_reads_of_an_expired_key_share_one_backend_read() {
-    let clock = MockClock::new();
-    let proxy = Proxy::remote(MemoryBackend::new());
-    let region = Region::builder("shared-read")
-        .backend_arc(proxy.clone())
-        .expiration(Duration::from_secs(1))
-        .clock(clock.clone())
-        .build();
-    region.set("k", 1u32).unwrap();
-    clock.advance(Duration::from_secs(2));
-    let (inside, outside) = gate();
-    proxy.on_next_read(move |_| inside.enter_and_wait());
-    let (creating, creator_gate) = gate();
-    let r = region.clone();
-    let leader = std::thread::spawn(move || {
-        r.get_or_create("k", || {
-            creating.enter_and_wait();
-            2u32
-        })
-        .unwrap()
-    });
-    outside.wait_entered();
-    let others: Vec<_> = (0..8)
-        .map(|_| {
-            let r = region.clone();
-            std::thread::spawn(move || r.get_or_create("k", || 99u32).unwrap())
-        })
-        .collect();
-    wait_until("8 callers wait for the leader's read", || region.readers_waiting("k") == 8);
-    outside.open();
-    creator_gate.wait_entered();
-    for o in others {
-        assert_eq!(join(o), 1, "the stale value, from the leader's read");
-    }
-    assert_eq!(proxy.reads("k"), 1, "one backend read for nine callers");
-    creator_gate.open();
-    assert_eq!(join(leader), 2);
-    let stats = region.stats();
-    assert_eq!((stats.stale_served, stats.creations), (8, 1), "{stats:?}");
-    assert_eq!(region.readers_waiting("k"), 0);
-}
-
 /// A `delete` or `set` of the key during a regeneration takes the stale
 /// value off the board: the next caller does not get the deleted value.
 #[test]

@@ -224,7 +224,7 @@ impl Region {
         if let Some(v) = self.stale_while_creating::<T>(&skey, exp) {
             return Ok(v);
         }
-        let first = match self.lookup_first::<T>(&skey, exp)? {
+        let first = match self.lookup::<T>(&skey, exp, true)? {
             Lookup::Fresh(v) => {
                 self.count(Counter::Hits);
                 return Ok(v);

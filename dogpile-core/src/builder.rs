@@ -264,8 +264,6 @@ impl RegionBuilder {
             next: std::sync::atomic::AtomicU64::new(0),
         });
         let key_limits = backend.key_limits();
-        // A backend whose reads wait on I/O: concurrent reads of one key share one.
-        let backend_is_remote = backend.object_map().is_none() && !backend.never_blocks();
         Ok(Region {
             inner: Arc::new(Inner {
                 name,
@@ -280,7 +278,6 @@ impl RegionBuilder {
                 clock: self.clock,
                 codec: self.codec,
                 locks: KeyLocks::new(),
-                reads: (backend_is_remote).then(crate::read_flight::ReadFlights::new),
                 stats: StatsCells::default(),
                 invalidations: Invalidations::new(),
                 skew_tolerance: crate::clock::duration_nanos(self.clock_skew_tolerance),

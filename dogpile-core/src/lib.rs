@@ -37,7 +37,6 @@ mod multi;
 mod nonblocking;
 mod object_map;
 mod options;
-mod read_flight;
 mod region;
 mod runner;
 mod stats;

@@ -220,32 +220,6 @@ impl Region {
         Ok(self.judge_read(skey, value, exp, early))
     }
 
-    /// [`lookup_first`](Region::lookup_first) for async callers.
-    pub(crate) async fn lookup_first_async<T: CacheValue>(
-        &self,
-        io: &AsyncIo<'_>,
-        skey: &str,
-        exp: Expiration,
-    ) -> Result<Lookup<T>, Error> {
-        let (Some(reads), false) = (&self.inner.reads, matches!(io, AsyncIo::Direct(_))) else {
-            return self.lookup_async(io, skey, exp, true).await;
-        };
-        let lead = match reads.join(skey) {
-            crate::read_flight::Join::Lead(lead) => lead,
-            crate::read_flight::Join::Follow(flight) => {
-                return match self.followed::<T>(flight.wait_async().await, exp) {
-                    Some(found) => Ok(found),
-                    None => self.lookup_async(io, skey, exp, true).await,
-                };
-            }
-        };
-        self.refresh_invalidation_async(io).await;
-        // A cancellation or an error drops `lead`: the followers read for themselves.
-        let value = self.backend_call(io.get(skey).await)?;
-        let read = value.map(|v| self.decode::<T>(skey, &v));
-        Ok(self.led(lead, read, exp))
-    }
-
     /// Adopts the invalidation another process stored in the backend, at
     /// most once per refresh interval.
     async fn refresh_invalidation_async(&self, io: &AsyncIo<'_>) {
@@ -281,7 +255,7 @@ impl Region {
         let first = match first {
             Some(first) => first,
             None if let Some(v) = self.stale_while_creating::<T>(&skey, exp) => return Ok(v),
-            None => match self.lookup_first_async::<T>(&io, &skey, exp).await? {
+            None => match self.lookup_async::<T>(&io, &skey, exp, true).await? {
                 Lookup::Fresh(v) => {
                     self.count(Counter::Hits);
                     return Ok(v);

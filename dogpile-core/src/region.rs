@@ -14,7 +14,6 @@ use crate::flow::Found;
 use crate::invalidation::{Invalidations, Verdict};
 use crate::lock::KeyLocks;
 use crate::options::{Expiration, Invalidation};
-use crate::read_flight::{Join, Lead, Shared};
 use crate::runner::Runner;
 use crate::stats::{Counter, Stats, StatsCells};
 use crate::value::{Meta, Value, ValueKind};
@@ -53,9 +52,6 @@ pub(crate) struct Inner {
     pub(crate) clock: RegionClock,
     pub(crate) codec: Codec,
     pub(crate) locks: Arc<KeyLocks>,
-    /// Reads under way, shared by the callers of one key (remote backends
-    /// only: an in-process read costs less than joining one).
-    pub(crate) reads: Option<crate::read_flight::ReadFlights>,
     pub(crate) stats: StatsCells,
     /// The last invalidation and the creation times it covers.
     pub(crate) invalidations: Invalidations,
@@ -370,78 +366,6 @@ impl Region {
         })
     }
 
-    /// How many callers of this process wait for a read of `key` that
-    /// another caller has under way (remote backends share concurrent reads
-    /// of one key). For tests of the lock's ordering; not a stable API.
-    #[doc(hidden)]
-    pub fn readers_waiting(&self, key: &str) -> usize {
-        let skey = self.storage_key(key);
-        self.inner.reads.as_ref().map_or(0, |r| r.followers(&skey))
-    }
-
-    /// The first read of a key by `get_or_create` and its kin: on a remote
-    /// backend, the callers of this process that come for the key while a
-    /// read of it is under way share that read (see `read_flight.rs`).
-    pub(crate) fn lookup_first<T: CacheValue>(&self, skey: &str, exp: Expiration) -> Result<Lookup<T>, Error> {
-        let Some(reads) = &self.inner.reads else { return self.lookup(skey, exp, true) };
-        let lead = match reads.join(skey) {
-            Join::Lead(lead) => lead,
-            Join::Follow(flight) => {
-                return match self.followed::<T>(flight.wait(), exp) {
-                    Some(found) => Ok(found),
-                    None => self.lookup(skey, exp, true),
-                };
-            }
-        };
-        // `None`: nothing stored; `Some(None)`: not decodable as a `T`.
-        let mut read: Option<Option<(T, Meta)>> = None;
-        // An error drops `lead`: the followers read for themselves.
-        self.peek(skey, &mut |value| read = Some(self.decode::<T>(skey, value)))?;
-        Ok(self.led(lead, read, exp))
-    }
-
-    /// The leader's end of a shared read: shares what it read, judges it.
-    pub(crate) fn led<T: CacheValue>(
-        &self,
-        lead: Lead<'_>,
-        read: Option<Option<(T, Meta)>>,
-        exp: Expiration,
-    ) -> Lookup<T> {
-        match read {
-            None => {
-                lead.finish(|| Shared::Absent);
-                Lookup::Absent
-            }
-            // Undecodable: counted by `decode`; the followers decode for themselves.
-            Some(None) => Lookup::Absent,
-            Some(Some((v, meta))) => {
-                lead.finish(|| Shared::Value(meta, Arc::new(v.clone())));
-                self.judged(v, meta, exp)
-            }
-        }
-    }
-
-    /// A follower's view of a shared read, judged now; `None` to read for
-    /// itself (the leader gave up, or read another type).
-    pub(crate) fn followed<T: CacheValue>(&self, shared: Shared, exp: Expiration) -> Option<Lookup<T>> {
-        match shared {
-            Shared::Absent => Some(Lookup::Absent),
-            Shared::Value(meta, object) => {
-                let v = object.downcast_ref::<T>()?.clone();
-                Some(self.judged(v, meta, exp))
-            }
-            Shared::Abandoned => None,
-        }
-    }
-
-    fn judged<T>(&self, v: T, meta: Meta, exp: Expiration) -> Lookup<T> {
-        match self.judge(&meta, self.inner.clock.now_coarse(), exp, true) {
-            Found::Fresh => Lookup::Fresh(v),
-            Found::Expired => Lookup::Expired(v, meta),
-            Found::Absent => Lookup::Absent,
-        }
-    }
-
     /// The value another caller of this process is regenerating under the
     /// key's lock (published with [`KeyGuard::publish_stale`](crate::lock::KeyGuard::publish_stale)),
     /// judged now and counted: a remote backend is not read once per caller
@@ -473,9 +397,6 @@ impl Region {
     pub(crate) fn withdraw_stale<'k>(&self, keys: impl IntoIterator<Item = &'k str>) {
         for key in keys {
             self.inner.locks.withdraw_stale(key);
-            if let Some(reads) = &self.inner.reads {
-                reads.detach(key);
-            }
         }
     }
 
@@ -556,7 +477,7 @@ impl Region {
     /// Turns a stored value into `T` and its metadata. Undecodable bytes or a
     /// value of another type are a miss (`None`), counted and logged.
     #[inline]
-    pub(crate) fn decode<T: CacheValue>(&self, skey: &str, value: &Value) -> Option<(T, Meta)> {
+    fn decode<T: CacheValue>(&self, skey: &str, value: &Value) -> Option<(T, Meta)> {
         match value {
             Value::Object { meta, object } => match object.downcast_ref::<T>() {
                 Some(v) => Some((v.clone(), *meta)),

@@ -311,7 +311,6 @@ impl Lease for TestLease {
 // ----- proxy backend -----
 
 type MissHook = Box<dyn FnOnce(&str, &dyn BlockingBackend) + Send>;
-type ReadHook = Box<dyn FnOnce(&str) + Send>;
 
 /// Wraps another backend: counts reads per key, records every key it is
 /// handed, can run a one-shot hook when a read finds nothing, and can carry
@@ -321,10 +320,7 @@ pub struct Proxy {
     reads: Mutex<HashMap<String, usize>>,
     keys_seen: Mutex<Vec<String>>,
     on_miss: Mutex<Option<MissHook>>,
-    on_read: Mutex<Option<ReadHook>>,
     dist: Option<TestLock>,
-    /// Says its reads may block, as a remote backend's do.
-    remote: bool,
 }
 
 impl Proxy {
@@ -337,28 +333,9 @@ impl Proxy {
         Arc::new(Self::build(Arc::new(inner), Some(TestLock::default())))
     }
 
-    /// A proxy that says its reads may block (as a remote backend's do),
-    /// whatever it wraps.
-    pub fn remote(inner: impl Backend) -> Arc<Self> {
-        Arc::new(Self { remote: true, ..Self::build(Arc::new(inner), None) })
-    }
-
     fn build(inner: Arc<dyn Backend>, dist: Option<TestLock>) -> Self {
         assert!(inner.blocking().is_some(), "the proxy wraps a backend with a blocking interface");
-        Self {
-            inner,
-            reads: Mutex::default(),
-            keys_seen: Mutex::default(),
-            on_miss: Mutex::default(),
-            on_read: Mutex::default(),
-            dist,
-            remote: false,
-        }
-    }
-
-    /// Runs `hook` (once) the next time a key is read, before the read.
-    pub fn on_next_read(&self, hook: impl FnOnce(&str) + Send + 'static) {
-        *lock(&self.on_read) = Some(Box::new(hook));
+        Self { inner, reads: Mutex::default(), keys_seen: Mutex::default(), on_miss: Mutex::default(), dist }
     }
 
     /// The wrapped backend's storage.
@@ -390,10 +367,6 @@ impl Proxy {
         lock(&self.keys_seen).push(key.to_owned());
         if read {
             *lock(&self.reads).entry(key.to_owned()).or_default() += 1;
-            let hook = lock(&self.on_read).take();
-            if let Some(hook) = hook {
-                hook(key);
-            }
         }
     }
 
@@ -422,7 +395,7 @@ impl Backend for Proxy {
         Some(self)
     }
     fn never_blocks(&self) -> bool {
-        !self.remote && self.inner.never_blocks()
+        self.inner.never_blocks()
     }
     fn issues_leases(&self) -> bool {
         self.dist.is_some()
