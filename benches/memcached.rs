@@ -277,6 +277,49 @@ fn w3_w4(server: &Server, out: &mut String) {
     );
 }
 
+/// The floor under W4's latencies: 64 threads behind a barrier, each making
+/// one raw `mg` round trip on a connection of its own (made before the
+/// barrier): what 64 threads on this machine pay for one round trip each,
+/// with no cache in the way.
+fn w4_floor(server: &Server, out: &mut String) {
+    let rounds = if bench_mode() { 10 } else { 1 };
+    let mut seed = TcpStream::connect(server.addr()).unwrap();
+    seed.write_all(format!("ms floor 64\r\n{}\r\n", "x".repeat(64)).as_bytes()).unwrap();
+    let mut reply = [0u8; 4];
+    seed.read_exact(&mut reply).unwrap();
+    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let barrier = Barrier::new(THREADS);
+        let mut latencies: Vec<Duration> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        let stream = TcpStream::connect(server.addr()).unwrap();
+                        stream.set_nodelay(true).unwrap();
+                        let mut mg = RawMg { reader: BufReader::new(stream), line: String::new(), buf: Vec::new() };
+                        barrier.wait();
+                        let start = Instant::now();
+                        assert_eq!(mg.get("floor"), 64);
+                        start.elapsed()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        latencies.sort();
+        p50s.push(quantile(&latencies, 0.5));
+        p99s.push(quantile(&latencies, 0.99));
+    }
+    let _ = writeln!(
+        out,
+        "| W4 floor: 64 threads x one raw mg at once | - | p50 median {:.0} us, p99 median {:.0} us, worst p99 {:.0} us |",
+        median(p50s).as_secs_f64() * 1e6,
+        median(p99s.clone()).as_secs_f64() * 1e6,
+        p99s.iter().max().unwrap().as_secs_f64() * 1e6
+    );
+}
+
 fn w6_child() {
     let region = Region::builder("w6")
         .backend(backend(&std::env::var("MC_ADDR").unwrap(), &std::env::var("MC_NS").unwrap()))
@@ -356,10 +399,14 @@ fn main() {
     let server = Server::start();
     let mut c = Criterion::default().configure_from_args();
     let mut medians = Vec::new();
-    w1(&mut c, &server, &mut medians);
-    c.final_summary();
+    // DOGPILE_BENCH_STAMPEDES=1: W3, W4 and W6 only (repeats of the stampedes).
+    let stampedes_only = std::env::var_os("DOGPILE_BENCH_STAMPEDES").is_some_and(|v| v == "1");
+    if !stampedes_only {
+        w1(&mut c, &server, &mut medians);
+        c.final_summary();
+    }
     let mut out = String::from("| workload | counts | time |\n|---|---|---|\n");
-    let (raw, mg) = (medians[0].1, medians[3].1);
+    let (raw, mg) = medians.first().zip(medians.get(3)).map_or((1.0, 1.0), |(r, m)| (r.1, m.1));
     for (name, ns) in &medians {
         let _ = writeln!(
             out,
@@ -370,6 +417,7 @@ fn main() {
         );
     }
     w3_w4(&server, &mut out);
+    w4_floor(&server, &mut out);
     w6(&server, &mut out);
     println!("\n{out}");
     if let Some(dir) = std::env::var_os("DOGPILE_BENCH_OUT") {
