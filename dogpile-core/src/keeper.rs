@@ -77,7 +77,7 @@ impl Keeper {
     }
 
     /// How many leases are being kept (for tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn len(&self) -> usize {
         self.state().leases.len()
     }
