@@ -306,6 +306,49 @@ fn callers_during_a_regeneration_get_the_stale_value_without_reading() {
     assert_eq!(proxy.reads("k"), before + 1);
 }
 
+/// The board serves async callers as well: while an async creator
+/// regenerates, the other callers get the stale value without a read (a
+/// backend of bytes that may block: its calls run on tokio's blocking pool,
+/// hence the `tokio` feature).
+#[cfg(feature = "tokio")]
+#[test]
+fn async_callers_during_a_regeneration_get_the_stale_value_without_reading() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let clock = MockClock::new();
+        let proxy = Proxy::new(support::ByteBackend::new());
+        let region = Region::builder("board-async")
+            .backend_arc(proxy.clone())
+            .expiration(Duration::from_secs(1))
+            .clock(clock.clone())
+            .build();
+        region.set("k", 1u32).unwrap();
+        clock.advance(Duration::from_secs(2));
+        let (entered, creating) = tokio::sync::oneshot::channel();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (r, go) = (region.clone(), release.clone());
+        let creator = tokio::spawn(async move {
+            r.get_or_create_async("k", move || async move {
+                entered.send(()).unwrap();
+                go.notified().await;
+                2u32
+            })
+            .await
+            .unwrap()
+        });
+        tokio::time::timeout(Duration::from_secs(60), creating).await.expect("hang guard").unwrap();
+        assert_eq!(proxy.reads("k"), 1, "the creator's own read");
+        for _ in 0..8 {
+            assert_eq!(region.get_or_create_async("k", || async { 99u32 }).await.unwrap(), 1);
+        }
+        assert_eq!(proxy.reads("k"), 1, "the other callers did not read the backend");
+        release.notify_one();
+        assert_eq!(creator.await.unwrap(), 2);
+        let stats = region.stats();
+        assert_eq!((stats.stale_served, stats.creations), (8, 1), "{stats:?}");
+    });
+}
+
 /// A `delete` or `set` of the key during a regeneration takes the stale
 /// value off the board: the next caller does not get the deleted value.
 #[test]
