@@ -7,6 +7,7 @@ use dogpile::backends::{BoundedMemoryBackend, MemoryBackend};
 use dogpile::{Backend, Clock, Expiration, MockClock, Region};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::{Proxy, gate, join, object, wait_until};
 
@@ -261,18 +262,12 @@ fn region_is_clone_send_sync() {
     check::<Region>();
 }
 
-/// While one caller regenerates an expired value, the other callers of the
-/// process get the stale value it read, without reading the backend again
-/// (on a remote backend each read is a round trip).
-#[test]
-fn callers_during_a_regeneration_get_the_stale_value_without_reading() {
+/// A region whose key `k` holds 1, expired, and a caller regenerating it
+/// (to 2) held inside its creator until `outside` opens.
+fn regenerating(name: &str, backend: Arc<dyn Backend>) -> (Region, Arc<MockClock>, support::Outside, JoinHandle<u32>) {
     let clock = MockClock::new();
-    let proxy = Proxy::new(MemoryBackend::new());
-    let region = Region::builder("board")
-        .backend_arc(proxy.clone())
-        .expiration(Duration::from_secs(1))
-        .clock(clock.clone())
-        .build();
+    let region =
+        Region::builder(name).backend_arc(backend).expiration(Duration::from_secs(1)).clock(clock.clone()).build();
     region.set("k", 1u32).unwrap();
     clock.advance(Duration::from_secs(2));
     let (inside, outside) = gate();
@@ -285,6 +280,16 @@ fn callers_during_a_regeneration_get_the_stale_value_without_reading() {
         .unwrap()
     });
     outside.wait_entered();
+    (region, clock, outside, creator)
+}
+
+/// While one caller regenerates an expired value, the other callers of the
+/// process get the stale value it read, without reading the backend again
+/// (on a remote backend each read is a round trip).
+#[test]
+fn callers_during_a_regeneration_get_the_stale_value_without_reading() {
+    let proxy = Proxy::new(MemoryBackend::new());
+    let (region, _clock, outside, creator) = regenerating("board", proxy.clone());
     assert_eq!(proxy.reads("k"), 1, "the creator's own read");
     let others: Vec<_> = (0..8)
         .map(|_| {
@@ -354,24 +359,7 @@ fn async_callers_during_a_regeneration_get_the_stale_value_without_reading() {
 #[test]
 fn a_delete_during_a_regeneration_is_not_undone_by_the_board() {
     for write in ["delete", "set"] {
-        let clock = MockClock::new();
-        let region = Region::builder("board-delete")
-            .backend_arc(Proxy::new(MemoryBackend::new()))
-            .expiration(Duration::from_secs(1))
-            .clock(clock.clone())
-            .build();
-        region.set("k", 1u32).unwrap();
-        clock.advance(Duration::from_secs(2));
-        let (inside, outside) = gate();
-        let r = region.clone();
-        let creator = std::thread::spawn(move || {
-            r.get_or_create("k", || {
-                inside.enter_and_wait();
-                2u32
-            })
-            .unwrap()
-        });
-        outside.wait_entered();
+        let (region, _clock, outside, creator) = regenerating("board-delete", Proxy::new(MemoryBackend::new()));
         assert_eq!(region.get_or_create("k", || 99u32).unwrap(), 1, "{write}: stale from the board");
         match write {
             "delete" => {
@@ -397,24 +385,7 @@ fn a_delete_during_a_regeneration_is_not_undone_by_the_board() {
 /// miss like any other value created before it.
 #[test]
 fn the_board_respects_a_hard_invalidation() {
-    let clock = MockClock::new();
-    let region = Region::builder("board-invalidate")
-        .backend_arc(Proxy::new(MemoryBackend::new()))
-        .expiration(Duration::from_secs(1))
-        .clock(clock.clone())
-        .build();
-    region.set("k", 1u32).unwrap();
-    clock.advance(Duration::from_secs(2));
-    let (inside, outside) = gate();
-    let r = region.clone();
-    let creator = std::thread::spawn(move || {
-        r.get_or_create("k", || {
-            inside.enter_and_wait();
-            2u32
-        })
-        .unwrap()
-    });
-    outside.wait_entered();
+    let (region, clock, outside, creator) = regenerating("board-invalidate", Proxy::new(MemoryBackend::new()));
     clock.advance(Duration::from_millis(10));
     region.invalidate(dogpile::Invalidation::Hard);
     let r = region.clone();
