@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../support_watchdog/mod.rs"]
+mod support_watchdog;
 use dogpile::backend::{Acquire, Backend, BackendError, BlockingBackend, KeyLimits, Leased, Value, ValueKind};
 use dogpile::backends::{MemcachedBackend, MemcachedConfig};
 use std::io::{Read, Write};
@@ -13,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support_watchdog::watchdog;
 
 const INSTALL: &str = "memcached is needed by this test: install it with `apt-get install memcached` \
                        (scripts/test does that when it runs as root), or put `memcached` on PATH";
@@ -70,6 +73,7 @@ impl Server {
             Ok(c) => c,
             Err(e) => panic!("cannot start memcached ({e}). {INSTALL}"),
         };
+        watchdog(child.id());
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(self.addr()).is_err() {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../support_watchdog/mod.rs"]
+mod support_watchdog;
 use dogpile::Backend;
 use dogpile::backends::RedisBackend;
 use std::net::TcpListener;
@@ -12,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use support_watchdog::watchdog;
 
 /// The environment variable telling a child test process the server's URL.
 pub const URL_ENV: &str = "DOGPILE_TEST_REDIS_URL";
@@ -334,21 +337,6 @@ pub fn ping(port: u16) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let mut buf = [0u8; 7];
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-/// Kills `pid` once this test process is gone (a test that panics, or a
-/// shared server that no destructor stops).
-fn watchdog(pid: u32) {
-    let me = std::process::id();
-    let script = format!(
-        "while kill -0 {me} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 0.3; done; kill -9 {pid} 2>/dev/null"
-    );
-    let _ = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
 }
 
 /// A raw connection to `url`, for reading and writing keys behind the
