@@ -323,7 +323,6 @@ pub(crate) fn refusal(r: &Response) -> ConnError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{TcpListener, TcpStream};
 
     fn response(opcode: u8, status: u16, opaque: u32, cas: u64, extras: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -335,12 +334,7 @@ mod tests {
 
     /// A connection whose server already sent `replies`.
     fn answered(replies: &[u8]) -> BinaryConn {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
-        server.write_all(replies).unwrap();
-        drop(server);
-        BinaryConn::new(Stream::Tcp(client), 1024)
+        BinaryConn::new(super::super::stream::answered(replies), 1024)
     }
 
     #[test]

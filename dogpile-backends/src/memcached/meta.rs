@@ -167,16 +167,10 @@ fn truncate(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{TcpListener, TcpStream};
 
     /// A connection whose server already sent `replies`.
     fn answered(replies: &[u8]) -> MetaConn {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (mut server, _) = listener.accept().unwrap();
-        server.write_all(replies).unwrap();
-        drop(server);
-        MetaConn::new(Stream::Tcp(client), 1024)
+        MetaConn::new(super::super::stream::answered(replies), 1024)
     }
 
     #[test]

@@ -77,3 +77,15 @@ impl Write for Stream {
         }
     }
 }
+
+/// A client stream whose server already sent `replies` and hung up (tests
+/// of the protocol readers).
+#[cfg(test)]
+pub(crate) fn answered(replies: &[u8]) -> Stream {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    server.write_all(replies).unwrap();
+    drop(server);
+    Stream::Tcp(client)
+}
