@@ -326,12 +326,39 @@ fn a_directory_that_cannot_be_created_is_an_error_naming_it() {
     assert!(r.set("k", 1u32).unwrap_err().to_string().contains(&*path.to_string_lossy()));
 }
 
+/// `/proc` exists and is a directory, but no file can be created in it,
+/// not even by root (as these tests run, permissions would not stop a
+/// write). Building the backend touches nothing on disk; the first write
+/// or lock is the error, naming the directory.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_directory_that_cannot_be_written_is_an_error_naming_it() {
+    let path = std::path::Path::new("/proc");
+    assert!(path.is_dir());
+    assert!(FileConfig::new(path).build().is_ok(), "nothing is checked before the first call");
+    let r = region(&FileBackend::new(path));
+    for err in [r.set("k", 1u32).unwrap_err(), r.get_or_create("k", || 1u32).unwrap_err()] {
+        assert!(matches!(err, Error::Backend(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("/proc/") || message.contains("/proc:"), "names the directory: {message}");
+    }
+    assert_eq!(r.get::<u32>("k").unwrap(), None, "nothing could be stored: a miss");
+}
+
 dogpile::region!(BROKEN, "file_broken_dir");
 dogpile::region!(BY_NAME, "file_by_name");
+#[cfg(target_os = "linux")]
+dogpile::region!(UNWRITABLE, "file_unwritable_dir");
 
 #[dogpile::cached(region = "file_broken_dir")]
 fn doubled(x: u32) -> u32 {
     x * 2
+}
+
+#[cfg(target_os = "linux")]
+#[dogpile::cached(region = "file_unwritable_dir")]
+fn tripled(x: u32) -> u32 {
+    x * 3
 }
 
 #[test]
@@ -344,6 +371,17 @@ fn cached_functions_return_their_value_on_an_unusable_directory() {
     assert_eq!(doubled(21), 42);
     assert_eq!(doubled(21), 42);
     assert!(BROKEN.region().unwrap().stats().backend_errors > 0);
+}
+
+/// The same on a directory that exists but takes no files (see
+/// `a_directory_that_cannot_be_written_is_an_error_naming_it`).
+#[cfg(target_os = "linux")]
+#[test]
+fn cached_functions_return_their_value_on_a_directory_that_cannot_be_written() {
+    dogpile::configure_from_toml("[regions.file_unwritable_dir]\nbackend = \"file\"\npath = \"/proc\"\n").unwrap();
+    assert_eq!(tripled(14), 42);
+    assert_eq!(tripled(14), 42);
+    assert!(UNWRITABLE.region().unwrap().stats().backend_errors > 0);
 }
 
 #[test]
