@@ -195,8 +195,9 @@ impl FileBackend {
     }
 
     /// Sweeps now: removes values past their storage time, temporary files
-    /// of dead writers and unused lock files, then the oldest values beyond
-    /// the size limit.
+    /// of dead writers (those more than 10 minutes old, which no running
+    /// write still owns) and unused lock files, then the oldest values
+    /// beyond the size limit.
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("dogpile-doc-sweep-now-{}", std::process::id()));
