@@ -6,6 +6,9 @@
 //!   size of a stored value (the floor; target: dogpile <= 1.3x it).
 //! - `file_w1_hit/dogpile_string`, `dogpile_arc_str`: `get_or_create` on
 //!   1,000 prefilled fresh keys, 64-byte values as `String` and `Arc<str>`.
+//!
+//! W1 visits its 1,000 keys (and the floor its 1,000 files) in one fixed
+//! pseudo-random order, the permutation the memory W1 uses.
 //! - W3 (custom rounds): 64 threads, one missing key, 100 ms creator:
 //!   creator calls and wall time until all have a value.
 //! - W4 (custom rounds): the key's value just expired; 64 threads: creator
@@ -58,6 +61,22 @@ fn key_str(k: u64) -> String {
     format!("bench::value|{k}")
 }
 
+/// The order in which W1 visits the keys: a fixed pseudo-random
+/// permutation of `0..KEYS` (Fisher-Yates with a small xorshift generator,
+/// the seed of the memory benchmarks), so that a read does not follow the
+/// order the files were written in.
+fn visit_order() -> Vec<usize> {
+    let mut order: Vec<usize> = (0..KEYS as usize).collect();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in (1..order.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
 fn region(dir: &Path, expiration: Duration) -> Region {
     Region::builder("bench").backend(FileBackend::new(dir)).expiration(expiration).build()
 }
@@ -80,6 +99,7 @@ fn w1(c: &mut Criterion) {
         std::fs::write(f, vec![b'x'; size as usize]).unwrap();
     }
     println!("W1: value files of {size} bytes (64-byte value, envelope and trailer)");
+    let order = visit_order();
     if let Ok(spec) = std::env::var("DOGPILE_BENCH_PROFILE") {
         // `w1:<fs_read|dogpile_string|dogpile_arc_str>:<calls>`: that loop
         // alone, for callgrind (run twice with different counts and take
@@ -88,7 +108,7 @@ fn w1(c: &mut Criterion) {
         let (which, calls) =
             (parts.next().unwrap_or("dogpile_string"), parts.next().map_or(10_000, |n| n.parse().unwrap()));
         for i in 0..calls {
-            let i = i % KEYS as usize;
+            let i = order[i % KEYS as usize];
             match which {
                 "fs_read" => drop(black_box(std::fs::read(&plain_files[i]).unwrap())),
                 "dogpile_string" => drop(black_box(strings.get_or_create(&keys[i], || value_for(i as u64)).unwrap())),
@@ -101,7 +121,7 @@ fn w1(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("file_w1_hit");
     let next = AtomicU64::new(0);
-    let pick = || (next.fetch_add(1, Ordering::Relaxed) % KEYS) as usize;
+    let pick = || order[(next.fetch_add(1, Ordering::Relaxed) % KEYS) as usize];
     g.bench_function("fs_read", |b| b.iter(|| black_box(std::fs::read(&plain_files[pick()]).unwrap())));
     g.bench_function("dogpile_string", |b| {
         b.iter(|| {
@@ -123,7 +143,7 @@ fn w1(c: &mut Criterion) {
     let time = |f: &dyn Fn(usize)| {
         let start = Instant::now();
         for i in 0..batch {
-            f(i % KEYS as usize);
+            f(order[i % KEYS as usize]);
         }
         start.elapsed() / batch as u32
     };

@@ -8,10 +8,10 @@ mod support_file;
 
 use dogpile::backend::{Acquire, BlockingBackend};
 use dogpile::backends::FileBackend;
-use dogpile::{Invalidation, Region};
+use dogpile::{Invalidation, MockClock, Region};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use support_file::{ChildProcess, TempDir, child_dir, read_line, role, say};
 
 const HANG: Duration = Duration::from_secs(120);
@@ -138,10 +138,24 @@ fn check_big(value: Option<Vec<u8>>) {
     }
 }
 
+/// The temporary files in `dir`: a writer's value until it is renamed into
+/// place, left behind when the writer dies before that.
+fn temp_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tmp"))
+        .collect()
+}
+
 /// A child writing large values again and again (under the key's lock,
-/// as a creator) is SIGKILLed at random points; readers meanwhile and
-/// afterwards get a whole value or a miss, never a decode failure, and the
-/// lock is free once the writer is dead.
+/// as a creator) is SIGKILLed at random points, and in every other round
+/// as soon as one of its temporary files appears, so that some kills land
+/// mid-write: the rounds go on until a killed writer left its temporary
+/// file behind. Readers meanwhile and afterwards get a whole value or a
+/// miss, never a decode failure; the lock is free once the writer is dead;
+/// the left-behind temporary files are swept once they are old enough to
+/// belong to no running write.
 #[test]
 fn a_writer_killed_mid_write_leaves_a_whole_value_or_none() {
     if role().is_some() {
@@ -161,12 +175,19 @@ fn a_writer_killed_mid_write_leaves_a_whole_value_or_none() {
         }
         return;
     }
+    const ROUNDS: u64 = 6;
+    const MAX_ROUNDS: u64 = 60;
     let test = "a_writer_killed_mid_write_leaves_a_whole_value_or_none";
     let dir = TempDir::new("killed-writer");
     let backend = FileBackend::new(dir.path());
     let r = Region::builder("processes").backend(backend.clone()).expiration(Duration::from_secs(3600)).build();
-    let mut seen = 0;
-    for round in 0..6u64 {
+    let (mut seen, mut killed_mid_write) = (0, 0);
+    for round in 0.. {
+        if round >= ROUNDS && killed_mid_write > 0 {
+            break;
+        }
+        assert!(round < MAX_ROUNDS, "no kill landed mid-write in {MAX_ROUNDS} rounds");
+        let before = temp_files(dir.path()).len();
         let mut child = ChildProcess::spawn(test, "writer", dir.path());
         child.expect("WRITING");
         // Reads for a while (the kill lands at a different point each
@@ -181,7 +202,14 @@ fn a_writer_killed_mid_write_leaves_a_whole_value_or_none() {
             check_big(v);
         }
         seen += seen_now;
+        if round % 2 == 1 {
+            // Then kills as soon as a write is under way.
+            while temp_files(dir.path()).len() == before {
+                assert!(start.elapsed() < HANG, "round {round}: the writer writes no temporary file");
+            }
+        }
         child.kill();
+        killed_mid_write += usize::from(temp_files(dir.path()).len() > before);
         check_big(r.get::<Vec<u8>>("big").unwrap());
         match backend.try_lease("big", Duration::from_secs(30)).unwrap() {
             Acquire::Won(lease) => drop(lease),
@@ -191,6 +219,17 @@ fn a_writer_killed_mid_write_leaves_a_whole_value_or_none() {
     assert_eq!(r.stats().decode_failures, 0);
     assert_eq!(backend.corrupt_reads(), 0);
     assert!(seen > 0, "the readers saw values");
+    assert!(killed_mid_write > 0, "a kill landed between a temporary file's creation and its rename");
+
+    let left = temp_files(dir.path()).len();
+    let report = backend.sweep().unwrap();
+    assert_eq!(report.temporary, 0, "a fresh temporary file may belong to a running write: {report:?}");
+    assert_eq!(temp_files(dir.path()).len(), left);
+    let later = MockClock::starting_at(SystemTime::now() + Duration::from_secs(11 * 60));
+    let report = FileBackend::new(dir.path()).clock(later).sweep().unwrap();
+    assert_eq!(report.temporary, left, "old temporary files are dead writers': {report:?}");
+    assert!(temp_files(dir.path()).is_empty());
+    check_big(r.get::<Vec<u8>>("big").unwrap());
 }
 
 /// A process holding a key's lock is killed: a waiter in another process

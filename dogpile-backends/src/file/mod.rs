@@ -30,6 +30,7 @@ pub use settings::FileConfig;
 pub use sweep::SweepReport;
 
 use dogpile_core::backend::{Acquire, Backend, BackendError, BlockingBackend, Value, ValueKind};
+use dogpile_core::{Clock, SystemClock};
 use names::KeyPaths;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ struct Inner {
     fsync: bool,
     max_bytes: Option<u64>,
     sweep_interval: Duration,
+    /// The time of storage expiry and of the sweep.
+    clock: Arc<dyn Clock>,
     /// When the next sweep is due (wall-clock nanoseconds; 0 until the
     /// first write).
     next_sweep: AtomicU64,
@@ -84,12 +87,28 @@ impl Inner {
             fsync: false,
             max_bytes: None,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            clock: Arc::new(SystemClock),
             next_sweep: AtomicU64::new(0),
             sweeping: AtomicBool::new(false),
             written: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
             waits: Arc::default(),
         }
+    }
+
+    /// Now, in wall-clock nanoseconds since the Unix epoch.
+    fn now(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
+    fn interval_nanos(&self) -> u64 {
+        u64::try_from(self.sweep_interval.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the values written since the last sweep began are over a
+    /// tenth of the size limit (the sweep then runs early).
+    fn over_written(&self) -> bool {
+        self.max_bytes.is_some_and(|max| self.written.load(Ordering::SeqCst) > max / 10)
     }
 }
 
@@ -110,6 +129,7 @@ impl FileBackend {
         let old = &self.inner;
         let mut inner = Inner::new(old.dir.clone());
         (inner.fsync, inner.max_bytes, inner.sweep_interval) = (old.fsync, old.max_bytes, old.sweep_interval);
+        inner.clock = old.clock.clone();
         f(&mut inner);
         FileBackend { inner: Arc::new(inner) }
     }
@@ -153,14 +173,31 @@ impl FileBackend {
         self.with(|i| i.sweep_interval = interval)
     }
 
+    /// Reads time from `clock` instead of the system clock: when a stored
+    /// value's storage time is over, when a sweep is due, and how old a
+    /// temporary file is. Tests share a
+    /// [`MockClock`](dogpile_core::MockClock) with the region, so that
+    /// expiry and the sweep follow the clock they advance.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join("dogpile-doc-clock");
+    /// let clock = dogpile_core::MockClock::starting_at(std::time::SystemTime::now());
+    /// let backend = dogpile_backends::FileBackend::new(dir).clock(clock);
+    /// # let _ = backend;
+    /// ```
+    pub fn clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.with(|i| i.clock = clock)
+    }
+
     /// The directory holding the files.
     pub fn path(&self) -> &Path {
         &self.inner.dir
     }
 
     /// Sweeps now: removes values past their storage time, temporary files
-    /// of dead writers and unused lock files, then the oldest values beyond
-    /// the size limit.
+    /// of dead writers (those more than 10 minutes old, which no running
+    /// write still owns) and unused lock files, then the oldest values
+    /// beyond the size limit.
     ///
     /// ```
     /// # let dir = std::env::temp_dir().join(format!("dogpile-doc-sweep-now-{}", std::process::id()));
@@ -186,34 +223,44 @@ impl FileBackend {
     /// Starts a sweep in the background when one is due.
     fn maybe_sweep(&self) {
         let inner = &self.inner;
-        let now = store::now_nanos();
-        let interval = u64::try_from(inner.sweep_interval.as_nanos()).unwrap_or(u64::MAX);
+        let now = inner.now();
         let next = inner.next_sweep.load(Ordering::Relaxed);
         if next == 0 {
             // The first write schedules the first sweep.
             let _ = inner.next_sweep.compare_exchange(
                 0,
-                now.saturating_add(interval),
+                now.saturating_add(inner.interval_nanos()),
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
         }
-        let due = (next != 0 && now >= next)
-            || inner.max_bytes.is_some_and(|max| inner.written.load(Ordering::Relaxed) > max / 10);
-        if !due || inner.sweeping.swap(true, Ordering::Acquire) {
+        let due = (next != 0 && now >= next) || inner.over_written();
+        if !due || inner.sweeping.swap(true, Ordering::SeqCst) {
             return;
         }
-        inner.next_sweep.store(now.saturating_add(interval), Ordering::Relaxed);
-        inner.written.store(0, Ordering::Relaxed);
-        let inner = self.inner.clone();
+        let sweeper = self.inner.clone();
         let spawned = std::thread::Builder::new().name("dogpile-file-sweep".into()).spawn(move || {
-            // A failed sweep is retried at the next interval; a call of
-            // `sweep` reports its error.
-            let _ = inner.sweep();
-            inner.sweeping.store(false, Ordering::Release);
+            loop {
+                sweeper.next_sweep.store(sweeper.now().saturating_add(sweeper.interval_nanos()), Ordering::Relaxed);
+                sweeper.written.store(0, Ordering::SeqCst);
+                // A failed sweep is retried at the next interval; a call of
+                // `sweep` reports its error.
+                let _ = sweeper.sweep();
+                sweeper.sweeping.store(false, Ordering::SeqCst);
+                // Writes made meanwhile found this sweep running and started
+                // none; they may have come after it listed the directory, so
+                // past a tenth of the limit it sweeps again (unless a write
+                // started a sweep since). SeqCst: a write adds its bytes
+                // before it looks at `sweeping`, and this thread clears
+                // `sweeping` before it looks at the bytes, so one of the two
+                // sees the other.
+                if !sweeper.over_written() || sweeper.sweeping.swap(true, Ordering::SeqCst) {
+                    break;
+                }
+            }
         });
         if spawned.is_err() {
-            self.inner.sweeping.store(false, Ordering::Release);
+            inner.sweeping.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -225,6 +272,7 @@ impl fmt::Debug for FileBackend {
             .field("fsync", &self.inner.fsync)
             .field("max_bytes", &self.inner.max_bytes)
             .field("sweep_interval", &self.inner.sweep_interval)
+            .field("clock", &self.inner.clock)
             .finish()
     }
 }

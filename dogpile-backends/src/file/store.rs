@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Wall-clock nanoseconds since the Unix epoch.
+/// Wall-clock nanoseconds since the Unix epoch from the system clock (for
+/// unique names; times that matter come from the backend's clock).
 pub(super) fn now_nanos() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
@@ -41,7 +42,7 @@ impl Inner {
             Err(e) => return Err(error("read", path, e)),
         };
         match format::open(&mut bytes) {
-            Opened::Value { expires } if expires != 0 && expires <= now_nanos() => Ok(None),
+            Opened::Value { expires } if expires != 0 && expires <= self.now() => Ok(None),
             Opened::Value { .. } => Ok(Some(bytes)),
             Opened::Corrupt => {
                 self.corrupt.fetch_add(1, Ordering::Relaxed);
@@ -59,11 +60,11 @@ impl Inner {
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
         let expires =
-            ttl.map_or(0, |ttl| now_nanos().saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)).max(1));
+            ttl.map_or(0, |ttl| self.now().saturating_add(u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX)).max(1));
         format::seal(&mut payload, expires);
         let len = payload.len() as u64;
         self.replace(&paths.value, &paths.temp(&self.dir), &payload)?;
-        self.written.fetch_add(len, Ordering::Relaxed);
+        self.written.fetch_add(len, Ordering::SeqCst);
         Ok(())
     }
 

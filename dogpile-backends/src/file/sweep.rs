@@ -13,12 +13,11 @@ use super::Inner;
 use super::format::{self, TRAILER};
 use super::lease;
 use super::names::{INVALIDATION, LOCK, TEMP, VALUE};
-use super::store::now_nanos;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How old a temporary file must be before the sweep takes it for a dead
 /// writer's.
@@ -52,7 +51,7 @@ struct Entry {
 impl Inner {
     pub(super) fn sweep(&self) -> io::Result<SweepReport> {
         let mut report = SweepReport::default();
-        let now = now_nanos();
+        let now = self.now();
         let mut values = Vec::new();
         let mut locks = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
@@ -65,7 +64,7 @@ impl Inner {
             let Some(name) = name.to_str() else { continue };
             let path = entry.path();
             if name.ends_with(TEMP) {
-                let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| older_than(t, TEMP_AGE));
+                let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| older_than(t, TEMP_AGE, now));
                 if old && fs::remove_file(&path).is_ok() {
                     report.temporary += 1;
                 }
@@ -160,6 +159,9 @@ fn expiry(path: &Path) -> io::Result<Option<u64>> {
     Ok(format::expiry_of(&trailer))
 }
 
-fn older_than(t: SystemTime, age: Duration) -> bool {
-    t.elapsed().is_ok_and(|e| e > age)
+/// Whether a file modified at `t` is more than `age` old at `now` (the
+/// backend's clock, in nanoseconds since the Unix epoch).
+fn older_than(t: SystemTime, age: Duration, now: u64) -> bool {
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    t.duration_since(UNIX_EPOCH).is_ok_and(|t| now.saturating_sub(nanos(t)) > nanos(age))
 }
