@@ -143,6 +143,24 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): its port still accepts connections
+    /// (the kernel completes them), but nothing is answered, as a hung
+    /// server or one behind a stalled network.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running redis-server").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("`kill` runs");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();
