@@ -3,7 +3,8 @@
 //! connections (the kernel completes them) but nothing is ever answered.
 //! Every call must end with an error within the backend's timeouts, not
 //! wait for the server; `#[cached]` functions fail open; when the server
-//! runs again (SIGCONT), caching resumes by itself.
+//! runs again (SIGCONT), caching resumes by itself. The same for a hung
+//! Sentinel.
 
 mod support_redis;
 
@@ -11,7 +12,7 @@ use dogpile::backends::RedisBackend;
 use dogpile::{Error, Region, cached};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support_redis::{RedisServer, fresh_prefix};
+use support_redis::{RedisServer, SentinelSetup, fresh_prefix};
 
 /// A hang guard only: every call below ends within a few of the backend's
 /// 300 ms timeouts when the backend is right.
@@ -95,4 +96,45 @@ fn a_hung_server_is_an_error_not_a_hang_and_caching_resumes() {
     assert_eq!(guarded("#[cached] after resume", || cube(4)), 64);
     assert_eq!(HUNG_CALLS.load(Ordering::SeqCst), 5, "caching resumed by itself");
     assert_eq!(region.get::<u32>("direct").unwrap(), Some(1), "the value stored before the hang is served");
+}
+
+/// A frozen Sentinel: a backend that never found the master returns an
+/// error naming the Sentinels; one that found it before uses that master
+/// again (confirmed by `ROLE`) for its new connections. Neither waits for
+/// the Sentinel, and once it runs again the first backend finds the master.
+#[test]
+fn a_hung_sentinel_is_an_error_or_the_known_master_not_a_hang() {
+    let setup = SentinelSetup::start();
+    let prefix = fresh_prefix();
+    let region = || {
+        let backend = RedisBackend::sentinel(&[&setup.sentinel.url()], "mymaster")
+            .key_prefix(&prefix)
+            .connect_timeout(Duration::from_millis(300))
+            .io_timeout(Duration::from_millis(300))
+            .build()
+            .expect("valid Sentinel settings");
+        Region::builder("sentinel-hung").backend(backend).build()
+    };
+    let (known, fresh) = (region(), region());
+    known.set("k", 1u32).unwrap();
+
+    setup.sentinel.pause();
+    // The known backend's pooled connection is closed, so it has to make a
+    // new one while the Sentinel hangs.
+    let killed = setup.master.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    assert!(killed.trim().parse::<u32>().unwrap_or(0) >= 1, "connections killed: {killed:?}");
+    let r = fresh.clone();
+    let read = guarded("get through a hung Sentinel", move || r.get::<u32>("k"));
+    match read {
+        Err(Error::Backend(e)) => assert!(e.to_string().contains("Sentinel"), "{e}"),
+        other => panic!("no master was ever found, so an error: {other:?}"),
+    }
+    let r = known.clone();
+    assert_eq!(guarded("get from the known master", move || r.get::<u32>("k")).unwrap(), Some(1));
+    let r = known.clone();
+    guarded("set on the known master", move || r.set("k", 2u32)).unwrap();
+
+    setup.sentinel.resume();
+    let r = fresh.clone();
+    assert_eq!(guarded("get after the Sentinel resumed", move || r.get::<u32>("k")).unwrap(), Some(2));
 }

@@ -5,10 +5,10 @@
 //! Redis is down; a connection that fails is dropped and the next call makes
 //! a new one, so the backend recovers by itself when Redis is back.
 
+use super::sentinel::Sentinels;
 use dogpile_core::backend::BackendError;
 use redis::ConnectionLike;
 use redis::cluster::ClusterClient;
-use redis::sentinel::SentinelClient;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -64,7 +64,7 @@ pub(crate) enum Topology {
     Single(redis::Client),
     /// The master of a service watched by Sentinels, resolved on each new
     /// connection (so a failover is followed).
-    Sentinel(Mutex<SentinelClient>),
+    Sentinel(Sentinels),
     /// A Redis Cluster: the client routes each command to its slot's node.
     Cluster(ClusterClient),
 }
@@ -127,15 +127,7 @@ impl Pool {
                 con.set_write_timeout(Some(io)).map_err(|e| error(doing, e))?;
                 Ok(Conn::Node(con))
             }
-            Topology::Sentinel(sentinel) => {
-                let client = lock(sentinel)
-                    .get_client()
-                    .map_err(|e| error("could not find the master through the Sentinels", e))?;
-                let con = client.get_connection_with_timeout(connect).map_err(|e| error(doing, e))?;
-                con.set_read_timeout(Some(io)).map_err(|e| error(doing, e))?;
-                con.set_write_timeout(Some(io)).map_err(|e| error(doing, e))?;
-                Ok(Conn::Node(con))
-            }
+            Topology::Sentinel(sentinels) => sentinels.connect_master(self.timeouts).map(Conn::Node),
             Topology::Cluster(client) => {
                 let con = client.get_connection().map_err(|e| error(doing, e))?;
                 con.set_read_timeout(Some(io)).map_err(|e| error(doing, e))?;

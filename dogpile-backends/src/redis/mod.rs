@@ -26,6 +26,7 @@ mod lease;
 #[cfg(feature = "redis-async")]
 mod nonblocking;
 mod scripts;
+mod sentinel;
 mod settings;
 
 pub use settings::RedisConfig;
@@ -148,16 +149,7 @@ impl RedisBuilder {
         let topology = match &self.target {
             Target::Url(url) => Topology::Single(redis::Client::open(url.as_str()).map_err(bad_url)?),
             Target::Sentinel { sentinels, service, db } => {
-                let info = redis::sentinel::SentinelNodeConnectionInfo::default()
-                    .set_redis_connection_info(redis::RedisConnectionInfo::default().set_db(*db));
-                let client = redis::sentinel::SentinelClient::build(
-                    sentinels.iter().map(String::as_str).collect(),
-                    service.clone(),
-                    Some(info),
-                    redis::sentinel::SentinelServerType::Master,
-                )
-                .map_err(bad_url)?;
-                Topology::Sentinel(std::sync::Mutex::new(client))
+                Topology::Sentinel(sentinel::Sentinels::new(sentinels, service.clone(), *db).map_err(bad_url)?)
             }
             Target::Cluster { nodes } => {
                 let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
@@ -198,8 +190,10 @@ impl RedisBackend {
 
     /// The settings of a backend on the master of `service`, found through
     /// the Sentinels at `sentinels` (`redis://host:port` each), using
-    /// database `0`. Each new connection asks the Sentinels for the
-    /// current master, so a failover is followed.
+    /// database `0`. Each new connection asks the Sentinels (in order) for
+    /// the current master and checks its `ROLE`, so a failover is followed;
+    /// both use the connect and I/O timeouts. When no Sentinel answers, the
+    /// master found last is used if it is still a master.
     pub fn sentinel(sentinels: &[&str], service: impl Into<String>) -> RedisBuilder {
         RedisBuilder::new(Target::Sentinel {
             sentinels: sentinels.iter().map(|s| (*s).to_owned()).collect(),
