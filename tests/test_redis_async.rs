@@ -1,13 +1,14 @@
 //! The Redis backend's async interface (feature `redis-async`) against
 //! real servers, where its managed connection could go wrong: a region
-//! built while Redis is down, a server that hangs.
+//! built while Redis is down, a server that hangs, and a backend used from
+//! one tokio runtime and then, once that runtime is gone, from another.
 
 mod support_redis;
 
 use dogpile::{Error, Region, cached};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support_redis::{RedisServer, backend_at, fresh_prefix};
+use support_redis::{RedisServer, backend_at, fresh_prefix, keys, raw};
 use tokio::runtime::Runtime;
 
 /// A hang guard only.
@@ -116,4 +117,42 @@ fn a_hung_server_is_an_error_for_async_callers_too() {
         };
         assert_eq!(value, Some(1));
     });
+}
+
+/// The async connection lives on a runtime: a backend first used from a
+/// runtime that is then shut down keeps working from the next runtime, for
+/// plain calls and for leases (whose requests run as tasks), which are
+/// released when the creation ends.
+#[test]
+fn a_backend_outlives_the_runtime_it_was_first_used_from() {
+    let server = RedisServer::start();
+    let prefix = fresh_prefix();
+    let region = Region::builder("redis_async_runtimes").backend(backend_at(&server.url(), &prefix)).build();
+    let first = runtime();
+    first.block_on(async {
+        region.set_async("k", 1u32).await.unwrap();
+        assert_eq!(region.get_or_create_async("c", || async { 1u32 }).await.unwrap(), 1);
+    });
+    drop(first);
+
+    for round in 0..2u32 {
+        // A runtime of each flavour.
+        let next = if round == 0 {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        } else {
+            runtime()
+        };
+        next.block_on(async {
+            assert_eq!(guarded("get_async", region.get_async::<u32>("k")).await.unwrap(), Some(1), "round {round}");
+            guarded("set_async", region.set_async("k", 2u32)).await.unwrap();
+            assert_eq!(region.get_async::<u32>("k").await.unwrap(), Some(2));
+            let key = format!("created-{round}");
+            let made = guarded("get_or_create_async", region.get_or_create_async(&key, || async { 3u32 })).await;
+            assert_eq!(made.unwrap(), 3, "round {round}");
+            region.set_async("k", 1u32).await.unwrap();
+        });
+        drop(next);
+    }
+    let mut con = raw(&server.url());
+    assert_eq!(keys(&mut con, &format!("{prefix}*:lease")), Vec::<String>::new(), "every lease was released");
 }

@@ -60,8 +60,8 @@ use std::time::Duration;
 /// region's last invalidation under `<prefix>dogpile:inv:<region>`.
 ///
 /// With the `redis-async` feature the backend also has an async interface
-/// on a managed multiplexed connection (tokio), made on the first async call
-/// and living on that call's runtime; without it, async callers use the
+/// on managed multiplexed connections (tokio), one per runtime that makes
+/// async calls, made on its first call; without it, async callers use the
 /// blocking interface on tokio's blocking pool (dogpile's `tokio` feature).
 /// Sentinel and Cluster deployments offer the blocking interface only.
 #[derive(Debug, Clone)]

@@ -8,32 +8,58 @@ use super::lease::AsyncRedisLease;
 use super::scripts::{READ_AND_LEASE, STORE_MAX, millis, padded, token};
 use dogpile_core::backend::{Acquire, AsyncBackend, BackendError, BoxFuture, Lease, Leased, ReleaseOnDrop, Value};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
-/// The async connection, made on the first async call (it needs a tokio
-/// runtime; the backend may have been built outside one).
+/// The async connections: one per tokio runtime that makes async calls,
+/// made on its first call (the backend may have been built outside any
+/// runtime). A managed connection lives on the runtime that made it (its
+/// I/O is one of that runtime's tasks), so sharing one across runtimes
+/// would break every call once its runtime shut down, and stall calls from
+/// other runtimes while its own is not driven; connections of runtimes that
+/// have shut down are dropped.
 #[derive(Debug)]
 pub(crate) struct Aio {
     client: redis::Client,
     timeouts: Timeouts,
-    manager: OnceLock<(ConnectionManager, Handle)>,
+    homes: Mutex<Vec<Home>>,
+}
+
+/// A runtime's connection.
+#[derive(Debug)]
+struct Home {
+    manager: ConnectionManager,
+    runtime: Handle,
+    /// Closed when the runtime shuts down: the sender is held by a task on
+    /// it, which the shutdown drops (and which ends when this is dropped).
+    alive: oneshot::Receiver<()>,
+}
+
+impl Home {
+    fn runtime_is_running(&mut self) -> bool {
+        matches!(self.alive.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+    }
 }
 
 impl Aio {
     pub(crate) fn new(client: redis::Client, timeouts: Timeouts) -> Self {
-        Self { client, timeouts, manager: OnceLock::new() }
+        Self { client, timeouts, homes: Mutex::new(Vec::new()) }
     }
 
-    /// The connection and the runtime it lives on.
+    /// The connection of the caller's runtime, and that runtime.
     fn connection(&self) -> Result<(ConnectionManager, Handle), BackendError> {
-        if let Some(made) = self.manager.get() {
-            return Ok(made.clone());
-        }
         let runtime = Handle::try_current().map_err(|e| {
             BackendError::with_source(NAME, "the async interface of the Redis backend needs a tokio runtime", e)
         })?;
+        let id = runtime.id();
+        let mut homes = self.homes.lock().unwrap_or_else(PoisonError::into_inner);
+        // The caller runs on this runtime, so it has not shut down.
+        if let Some(home) = homes.iter().find(|h| h.runtime.id() == id) {
+            return Ok((home.manager.clone(), home.runtime.clone()));
+        }
+        homes.retain_mut(Home::runtime_is_running);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeouts.connect))
             .set_response_timeout(Some(self.timeouts.io))
@@ -43,7 +69,10 @@ impl Aio {
             .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
             .map_err(|e| error("could not set up the async connection", e))?;
-        Ok(self.manager.get_or_init(|| (manager, runtime)).clone())
+        let (mut beacon, alive) = oneshot::channel::<()>();
+        drop(runtime.spawn(async move { beacon.closed().await }));
+        homes.push(Home { manager: manager.clone(), runtime: runtime.clone(), alive });
+        Ok((manager, runtime))
     }
 }
 
