@@ -86,6 +86,28 @@ pub(crate) struct Timeouts {
     pub(crate) io: Duration,
 }
 
+impl Topology {
+    /// What a failure to connect may be down to, for its error.
+    fn connect_hint(&self) -> &'static str {
+        match self {
+            Topology::Single(client) if is_tls(client) => CONNECT_TLS,
+            _ => CONNECT,
+        }
+    }
+}
+
+/// Whether `client` speaks TLS (a `rediss://` URL).
+pub(crate) fn is_tls(client: &redis::Client) -> bool {
+    matches!(client.get_connection_info().addr(), redis::ConnectionAddr::TcpTls { .. })
+}
+
+const CONNECT: &str = "could not connect (is Redis running and the URL right?)";
+
+/// The redis client reports certificate problems as I/O errors of the
+/// connection ("SSL Handshake error"): say what to check.
+pub(crate) const CONNECT_TLS: &str = "could not connect over TLS (is Redis running and the URL right, and is the \
+     server's certificate signed by a trusted CA, `tls_ca_file` or the system's, for the URL's host?)";
+
 /// The blocking pool: idle connections, and how to make more.
 pub(crate) struct Pool {
     topology: Topology,
@@ -119,7 +141,7 @@ impl Pool {
 
     fn connect(&self) -> Result<Conn, BackendError> {
         let Timeouts { connect, io } = self.timeouts;
-        let doing = "could not connect (is Redis running and the URL right?)";
+        let doing = self.topology.connect_hint();
         match &self.topology {
             Topology::Single(client) => {
                 let con = client.get_connection_with_timeout(connect).map_err(|e| error(doing, e))?;

@@ -28,6 +28,7 @@ mod nonblocking;
 mod scripts;
 mod sentinel;
 mod settings;
+mod tls;
 
 pub use settings::RedisConfig;
 
@@ -107,6 +108,7 @@ pub struct RedisBuilder {
     target: Target,
     prefix: String,
     timeouts: Timeouts,
+    tls: tls::TlsFiles,
 }
 
 /// The default time allowed to connect.
@@ -120,6 +122,7 @@ impl RedisBuilder {
             target,
             prefix: String::new(),
             timeouts: Timeouts { connect: DEFAULT_CONNECT_TIMEOUT, io: DEFAULT_IO_TIMEOUT },
+            tls: tls::TlsFiles::default(),
         }
     }
 
@@ -143,10 +146,43 @@ impl RedisBuilder {
         self
     }
 
-    /// Builds the backend: checks the URLs, connects to nothing.
+    /// Trusts the PEM CA certificates in `path` for a `rediss://` URL,
+    /// instead of the system's roots (feature `redis-tls`; a single server
+    /// only). The file is read by [`build`](Self::build).
+    #[cfg(feature = "redis-tls")]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.ca = Some(path.into());
+        self
+    }
+
+    /// Presents the PEM client certificate in `cert` with its PKCS#8 PEM
+    /// key in `key` (`BEGIN PRIVATE KEY`), for servers started with
+    /// `tls-auth-clients yes` (feature `redis-tls`; a single server only).
+    /// The files are read by [`build`](Self::build).
+    #[cfg(feature = "redis-tls")]
+    pub fn tls_client_certificate(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls.client = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Builds the backend: checks the URLs and reads the TLS files,
+    /// connects to nothing.
     pub fn build(self) -> Result<RedisBackend, BackendError> {
         let bad_url = |e| connection::error("invalid Redis URL", e);
+        if self.tls.is_set() && !matches!(self.target, Target::Url(_)) {
+            return Err(BackendError::new(
+                connection::NAME,
+                "the TLS CA and client certificate settings apply to one server (a `rediss://` URL), \
+                 not to Sentinel or Cluster deployments",
+            ));
+        }
         let topology = match &self.target {
+            #[cfg(feature = "redis-tls")]
+            Target::Url(url) if self.tls.is_set() => Topology::Single(self.tls.client(url)?),
             Target::Url(url) => Topology::Single(redis::Client::open(url.as_str()).map_err(bad_url)?),
             Target::Sentinel { sentinels, service, db } => {
                 Topology::Sentinel(sentinel::Sentinels::new(sentinels, service.clone(), *db).map_err(bad_url)?)

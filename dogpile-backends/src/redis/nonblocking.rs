@@ -3,7 +3,7 @@
 
 use super::RedisBackend;
 use super::blocking::{bytes, set_cmd, value, word};
-use super::connection::{NAME, Timeouts, error};
+use super::connection::{CONNECT_TLS, NAME, Timeouts, error, is_tls};
 use super::lease::AsyncRedisLease;
 use super::scripts::{READ_AND_LEASE, STORE_MAX, millis, padded, token};
 use dogpile_core::backend::{Acquire, AsyncBackend, BackendError, BoxFuture, Lease, Leased, ReleaseOnDrop, Value};
@@ -25,6 +25,8 @@ pub(crate) struct Aio {
     client: redis::Client,
     timeouts: Timeouts,
     homes: Mutex<Vec<Home>>,
+    /// Whether the connections speak TLS (for errors).
+    tls: bool,
 }
 
 /// A runtime's connection.
@@ -45,7 +47,7 @@ impl Home {
 
 impl Aio {
     pub(crate) fn new(client: redis::Client, timeouts: Timeouts) -> Self {
-        Self { client, timeouts, homes: Mutex::new(Vec::new()) }
+        Self { tls: is_tls(&client), client, timeouts, homes: Mutex::new(Vec::new()) }
     }
 
     /// The connection of the caller's runtime, and that runtime.
@@ -87,6 +89,19 @@ impl RedisBackend {
     fn manager(&self) -> Result<ConnectionManager, BackendError> {
         self.aio().map(|(m, _)| m)
     }
+
+    /// The error of a call: over TLS, an I/O or client error may be a
+    /// failed handshake (the managed connection connects within the call;
+    /// the redis client reports native-tls errors as client errors), so it
+    /// says what to check.
+    fn failed(&self, doing: &str, e: redis::RedisError) -> BackendError {
+        let tls = self.inner.aio.as_ref().is_some_and(|aio| aio.tls);
+        if tls && matches!(e.kind(), redis::ErrorKind::Io | redis::ErrorKind::Client) {
+            error(&format!("{doing}; {CONNECT_TLS}"), e)
+        } else {
+            error(doing, e)
+        }
+    }
 }
 
 impl AsyncBackend for RedisBackend {
@@ -94,7 +109,7 @@ impl AsyncBackend for RedisBackend {
         Box::pin(async move {
             let mut con = self.manager()?;
             let found = redis::cmd("GET").arg(self.inner.keys.value(key)).query_async(&mut con).await;
-            found.map(value).map_err(|e| error("could not read", e))
+            found.map(value).map_err(|e| self.failed("could not read", e))
         })
     }
 
@@ -102,7 +117,7 @@ impl AsyncBackend for RedisBackend {
         Box::pin(async move {
             let mut con = self.manager()?;
             let cmd = set_cmd(&self.inner.keys.value(key), bytes(&v)?, ttl);
-            cmd.query_async::<()>(&mut con).await.map_err(|e| error("could not write", e))
+            cmd.query_async::<()>(&mut con).await.map_err(|e| self.failed("could not write", e))
         })
     }
 
@@ -110,7 +125,7 @@ impl AsyncBackend for RedisBackend {
         Box::pin(async move {
             let mut con = self.manager()?;
             let cmd = redis::cmd("DEL").arg(self.inner.keys.value(key)).clone();
-            cmd.query_async::<()>(&mut con).await.map_err(|e| error("could not delete", e))
+            cmd.query_async::<()>(&mut con).await.map_err(|e| self.failed("could not delete", e))
         })
     }
 
@@ -125,7 +140,7 @@ impl AsyncBackend for RedisBackend {
                 cmd.arg(self.inner.keys.value(k));
             }
             let found: Vec<Option<Vec<u8>>> =
-                cmd.query_async(&mut con).await.map_err(|e| error("could not read", e))?;
+                cmd.query_async(&mut con).await.map_err(|e| self.failed("could not read", e))?;
             Ok(found.into_iter().map(value).collect())
         })
     }
@@ -144,7 +159,7 @@ impl AsyncBackend for RedisBackend {
             for (k, v) in &items {
                 pipe.add_command(set_cmd(&self.inner.keys.value(k), bytes(v)?, ttl)).ignore();
             }
-            pipe.query_async::<()>(&mut con).await.map_err(|e| error("could not write", e))
+            pipe.query_async::<()>(&mut con).await.map_err(|e| self.failed("could not write", e))
         })
     }
 
@@ -158,7 +173,7 @@ impl AsyncBackend for RedisBackend {
             for k in keys {
                 pipe.cmd("DEL").arg(self.inner.keys.value(k)).ignore();
             }
-            pipe.query_async::<()>(&mut con).await.map_err(|e| error("could not delete", e))
+            pipe.query_async::<()>(&mut con).await.map_err(|e| self.failed("could not delete", e))
         })
     }
 
@@ -173,7 +188,7 @@ impl AsyncBackend for RedisBackend {
             };
             let (lease, ()) = lease_request(AsyncRedisLease { con, runtime, lease_key, token }, request)
                 .await
-                .map_err(|e| error("could not ask for a lease", e))?;
+                .map_err(|e| self.failed("could not ask for a lease", e))?;
             Ok(lease.map_or(Acquire::Held, Acquire::Won))
         })
     }
@@ -193,7 +208,7 @@ impl AsyncBackend for RedisBackend {
             };
             let (lease, stored) = lease_request(AsyncRedisLease { con, runtime, lease_key, token }, request)
                 .await
-                .map_err(|e| error("could not read and ask for a lease", e))?;
+                .map_err(|e| self.failed("could not read and ask for a lease", e))?;
             let acquire = lease.map_or(Acquire::Held, Acquire::Won);
             Ok(Leased { value: value(stored), acquire })
         })
@@ -203,7 +218,7 @@ impl AsyncBackend for RedisBackend {
         Box::pin(async move {
             let mut con = self.manager()?;
             let cmd = redis::cmd("GET").arg(self.inner.keys.invalidation(region)).clone();
-            word(cmd.query_async(&mut con).await.map_err(|e| error("could not read the invalidation", e))?)
+            word(cmd.query_async(&mut con).await.map_err(|e| self.failed("could not read the invalidation", e))?)
         })
     }
 
@@ -212,7 +227,7 @@ impl AsyncBackend for RedisBackend {
             let mut con = self.manager()?;
             let mut call = STORE_MAX.key(self.inner.keys.invalidation(region));
             call.arg(padded(w));
-            call.invoke_async::<()>(&mut con).await.map_err(|e| error("could not write the invalidation", e))
+            call.invoke_async::<()>(&mut con).await.map_err(|e| self.failed("could not write the invalidation", e))
         })
     }
 
