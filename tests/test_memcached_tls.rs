@@ -7,76 +7,25 @@
 
 mod conformance;
 mod support_memcached;
+mod support_tls;
 
 use conformance::Stores;
 use dogpile::Region;
 use dogpile::backend::Backend;
 use dogpile::backends::MemcachedConfig;
 use dogpile::backends::memcached::Protocol;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use support_memcached::{Owned, Server, config, namespace, sasl_server, temp_dir};
+use support_memcached::{Owned, Server, config, namespace, sasl_server};
+use support_tls::Pki;
 
-/// A CA, a server certificate and a client certificate signed by it, as
-/// PEM files in a directory removed when dropped (memcached reads its
-/// files when it starts, the backend when it is built).
-struct Pki {
-    dir: PathBuf,
+/// What the memcached tests need of the certificates.
+trait MemcachedTls {
+    fn server_args(&self, verify_clients: bool) -> Vec<String>;
+    fn client(&self, server: &Server) -> MemcachedConfig;
 }
 
-fn ca(name: &str) -> (CertificateParams, KeyPair) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    (params, key)
-}
-
-fn leaf(names: &[&str], purpose: ExtendedKeyUsagePurpose, issuer: &Issuer<'_, KeyPair>) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, names[0]);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    params.extended_key_usages = vec![purpose];
-    (params.signed_by(&key, issuer).unwrap().pem(), key.serialize_pem())
-}
-
-impl Pki {
-    /// Certificates for a server named `names` (host names or addresses).
-    fn for_names(names: &[&str]) -> Pki {
-        let dir = temp_dir("tls");
-        let (ca_params, ca_key) = ca("dogpile test CA");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let (server_cert, server_key) = leaf(names, ExtendedKeyUsagePurpose::ServerAuth, &issuer);
-        let (client_cert, client_key) = leaf(&["dogpile client"], ExtendedKeyUsagePurpose::ClientAuth, &issuer);
-        let (other_params, other_key) = ca("another CA");
-        let other = other_params.self_signed(&other_key).unwrap();
-        for (name, pem) in [
-            ("ca.pem", ca_cert.pem()),
-            ("server.pem", server_cert),
-            ("server.key", server_key),
-            ("client.pem", client_cert),
-            ("client.key", client_key),
-            ("other-ca.pem", other.pem()),
-        ] {
-            std::fs::write(dir.join(name), pem).unwrap();
-        }
-        Pki { dir }
-    }
-
-    fn new() -> Pki {
-        Pki::for_names(&["localhost", "127.0.0.1"])
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
+impl MemcachedTls for Pki {
     /// memcached's arguments for TLS with these certificates.
     fn server_args(&self, verify_clients: bool) -> Vec<String> {
         let mut opts = format!(
@@ -96,12 +45,6 @@ impl Pki {
         c.tls = true;
         c.tls_ca_file = Some(self.path("ca.pem"));
         c
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

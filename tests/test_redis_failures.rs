@@ -37,6 +37,14 @@ fn square(n: u64) -> u64 {
     n * n
 }
 
+fn uncached_calls_of_square() -> u64 {
+    dogpile::cached_functions()
+        .into_iter()
+        .find(|f| f.function.ends_with("::square"))
+        .expect("square is registered")
+        .uncached_calls
+}
+
 /// While Redis is down the region API returns errors and `#[cached]`
 /// functions return correct values uncached (counted); when Redis is back,
 /// caching resumes without any action. The region is configured by name
@@ -64,6 +72,7 @@ fn redis_stopped_mid_run_fails_open_and_resumes() {
 
     server.stop();
     let errors_before = region.stats().backend_errors;
+    let uncached_before = uncached_calls_of_square();
     assert!(matches!(region.get::<u32>("direct"), Err(Error::Backend(ref e)) if e.backend() == "redis"));
     assert!(region.set("direct", 2u32).is_err());
     assert!(matches!(region.get_or_create("other", || 1u32), Err(Error::Backend(_))));
@@ -71,6 +80,7 @@ fn redis_stopped_mid_run_fails_open_and_resumes() {
         assert_eq!(square(5), 25, "fails open: a correct value");
     }
     assert_eq!(STOPPED_CALLS.load(Ordering::SeqCst), 5, "the body ran for every call while down");
+    assert_eq!(uncached_calls_of_square(), uncached_before + 3, "each fail-open call is counted for the function");
     assert!(region.stats().backend_errors >= errors_before + 6, "{:?}", region.stats());
 
     server.restart();

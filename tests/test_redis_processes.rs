@@ -1,6 +1,8 @@
 //! The distributed dogpile lock across real processes: this test binary
 //! re-runs itself as child processes (an environment variable gives each
-//! its role), all sharing one `redis-server` started by the parent.
+//! its role), all sharing one `redis-server` started by the parent: a
+//! killed lock holder, cross-process stampedes, and invalidations made in
+//! one process and seen by the others.
 
 mod support_redis;
 
@@ -217,4 +219,120 @@ fn cross_process_stampede_on_an_expired_key_serves_stale() {
     assert_eq!(counter(&mut raw(&url), &format!("{prefix}creations")), 1, "one creation overall");
     let fresh = values.iter().filter(|v| **v == 2).count();
     assert_eq!((fresh, values.len() - fresh), (1, 31), "the creator gets its value, the 31 others the stale one");
+}
+
+// ----- invalidation seen by other processes -----
+
+/// A region that reads the shared invalidation marker on every call (so
+/// the test needs no waiting for a refresh period).
+fn watching(url: &str, prefix: &str) -> Region {
+    Region::builder("processes")
+        .backend(backend_at(url, prefix))
+        .expiration(Duration::from_secs(3600))
+        .invalidation_refresh(Duration::ZERO)
+        .lock_timeout(Duration::from_secs(1))
+        .build()
+}
+
+/// Waits until the counter `name` (under the test's prefix) reaches `n`.
+fn wait_for(con: &mut redis::Connection, prefix: &str, name: &str, n: u64) {
+    let deadline = Instant::now() + HANG;
+    while counter(con, &format!("{prefix}{name}")) < n {
+        assert!(Instant::now() < deadline, "`{name}` never reached {n}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn bump(con: &mut redis::Connection, prefix: &str, name: &str) {
+    let _: () = redis::cmd("INCR").arg(format!("{prefix}{name}")).query(con).unwrap();
+}
+
+/// The `RESULT` lines a child printed.
+fn results(out: &str) -> Vec<String> {
+    out.lines().filter_map(|l| l.split_once("RESULT ").map(|(_, v)| v.trim().to_owned())).collect()
+}
+
+/// The parent stores a value and a child reads it; the parent invalidates
+/// its region (hard); the child's next read is a miss and its
+/// `get_or_create` creates, which the parent then reads.
+#[test]
+fn a_hard_invalidation_in_one_process_is_a_miss_in_another() {
+    if role().is_some() {
+        let (url, prefix) = child_env();
+        let mut con = raw(&url);
+        let r = watching(&url, &prefix);
+        println!("RESULT before {:?}", r.get::<u32>("k").unwrap());
+        bump(&mut con, &prefix, "seen");
+        wait_for(&mut con, &prefix, "invalidated", 1);
+        println!("RESULT after {:?}", r.get::<u32>("k").unwrap());
+        let created = r.get_or_create("k", || {
+            bump(&mut con, &prefix, "creations");
+            2u32
+        });
+        println!("RESULT created {}", created.unwrap());
+        return;
+    }
+    let server = RedisServer::start();
+    let (url, prefix) = (server.url(), fresh_prefix());
+    let mut con = raw(&url);
+    let parent = watching(&url, &prefix);
+    parent.set("k", 1u32).unwrap();
+    let child = spawn_child("a_hard_invalidation_in_one_process_is_a_miss_in_another", "reader", &url, &prefix);
+    wait_for(&mut con, &prefix, "seen", 1);
+    // The invalidation's time must follow the value's (millisecond words).
+    std::thread::sleep(Duration::from_millis(5));
+    parent.invalidate(dogpile::Invalidation::Hard);
+    bump(&mut con, &prefix, "invalidated");
+    let out = finish(child);
+    assert_eq!(results(&out), ["before Some(1)", "after None", "created 2"], "{out}");
+    assert_eq!(counter(&mut con, &format!("{prefix}creations")), 1);
+    assert_eq!(parent.get::<u32>("k").unwrap(), Some(2), "the child's new value is not invalidated");
+}
+
+/// The parent invalidates its region (soft) while two children hold the
+/// value: one regenerates (held until the parent says go), and meanwhile
+/// the other is served the stale value at once, without creating; then
+/// every process reads the new value.
+#[test]
+fn a_soft_invalidation_in_one_process_serves_stale_in_another_while_one_regenerates() {
+    const TEST: &str = "a_soft_invalidation_in_one_process_serves_stale_in_another_while_one_regenerates";
+    if let Some(role) = role() {
+        let (url, prefix) = child_env();
+        let mut con = raw(&url);
+        let r = watching(&url, &prefix);
+        assert_eq!(r.get::<u32>("k").unwrap(), Some(1), "{role}: the value before the invalidation");
+        bump(&mut con, &prefix, "seen");
+        wait_for(&mut con, &prefix, "invalidated", 1);
+        let value = if role == "regenerator" {
+            r.get_or_create("k", || {
+                bump(&mut con, &prefix, "regenerating");
+                wait_for(&mut con, &prefix, "go", 1);
+                2u32
+            })
+        } else {
+            wait_for(&mut con, &prefix, "regenerating", 1);
+            r.get_or_create("k", || -> u32 { panic!("the other process regenerates already") })
+        };
+        println!("RESULT {}", value.unwrap());
+        return;
+    }
+    let server = RedisServer::start();
+    let (url, prefix) = (server.url(), fresh_prefix());
+    let mut con = raw(&url);
+    let parent = watching(&url, &prefix);
+    parent.set("k", 1u32).unwrap();
+    let regenerator = spawn_child(TEST, "regenerator", &url, &prefix);
+    let reader = spawn_child(TEST, "reader", &url, &prefix);
+    wait_for(&mut con, &prefix, "seen", 2);
+    std::thread::sleep(Duration::from_millis(5));
+    parent.invalidate(dogpile::Invalidation::Soft);
+    bump(&mut con, &prefix, "invalidated");
+    let out = finish(reader);
+    assert_eq!(results(&out), ["1"], "the stale value, while the other process regenerates:\n{out}");
+    bump(&mut con, &prefix, "go");
+    let out = finish(regenerator);
+    assert_eq!(results(&out), ["2"], "{out}");
+    assert_eq!(counter(&mut con, &format!("{prefix}regenerating")), 1, "one regeneration");
+    assert_eq!(parent.get::<u32>("k").unwrap(), Some(2));
+    assert_eq!(watching(&url, &prefix).get::<u32>("k").unwrap(), Some(2), "a new process reads the new value");
 }

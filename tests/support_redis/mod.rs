@@ -49,6 +49,8 @@ pub struct RedisServer {
     /// A configuration file's text, written before each start and given
     /// first on the command line (Sentinel needs one it can rewrite).
     conf: Option<String>,
+    /// Whether `port` is a TLS port (`--tls-port`, no plain port).
+    tls: bool,
 }
 
 fn scratch_dir(port: u16) -> PathBuf {
@@ -78,7 +80,17 @@ impl RedisServer {
         Self::start_conf(&["--sentinel"], Some(conf))
     }
 
+    /// A server that speaks TLS only, on `port` (`--port 0 --tls-port`);
+    /// `extra` gives its certificates (`--tls-cert-file`...).
+    pub fn start_tls(extra: &[&str]) -> Self {
+        Self::start_any(extra, None, true)
+    }
+
     fn start_conf(extra: &[&str], conf: Option<String>) -> Self {
+        Self::start_any(extra, conf, false)
+    }
+
+    fn start_any(extra: &[&str], conf: Option<String>, tls: bool) -> Self {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -88,6 +100,7 @@ impl RedisServer {
                 dir: scratch_dir(port),
                 extra: extra.iter().map(|s| (*s).to_owned()).collect(),
                 conf: conf.clone(),
+                tls,
             };
             match server.spawn() {
                 Ok(()) => return server,
@@ -104,7 +117,13 @@ impl RedisServer {
             std::fs::write(&path, conf).map_err(|e| format!("writing {}: {e}", path.display()))?;
             cmd.arg(path);
         }
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let port = self.port.to_string();
+        if self.tls {
+            cmd.args(["--port", "0", "--tls-port", &port]);
+        } else {
+            cmd.args(["--port", &port]);
+        }
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)
@@ -115,7 +134,9 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if ping(self.port) {
+            // A TLS port is not PINGed in plain text: listening is enough.
+            let up = if self.tls { listening(self.port) } else { ping(self.port) };
+            if up {
                 return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -130,9 +151,10 @@ impl RedisServer {
         }
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// `redis://127.0.0.1:<port>` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (SIGKILL) and waits for it.
@@ -141,6 +163,24 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): its port still accepts connections
+    /// (the kernel completes them), but nothing is answered, as a hung
+    /// server or one behind a stalled network.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running redis-server").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().expect("`kill` runs");
+        assert!(status.success(), "kill {signal} {pid} failed");
     }
 
     /// Starts it again on the same port.
@@ -160,6 +200,8 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new(binary("redis-cli"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            // The test checks nothing of the certificates here.
+            .args(if self.tls { &["--tls", "--insecure"][..] } else { &[] })
             .args(args)
             .output()
             .expect("redis-cli runs");
@@ -325,6 +367,11 @@ pub fn fresh_prefix() -> String {
 pub fn shared() -> &'static RedisServer {
     static SERVER: OnceLock<RedisServer> = OnceLock::new();
     SERVER.get_or_init(RedisServer::start)
+}
+
+/// Whether something listens on `port`.
+pub fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
 }
 
 /// Whether a server answers PING on `port`.

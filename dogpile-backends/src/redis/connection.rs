@@ -5,10 +5,10 @@
 //! Redis is down; a connection that fails is dropped and the next call makes
 //! a new one, so the backend recovers by itself when Redis is back.
 
+use super::sentinel::Sentinels;
 use dogpile_core::backend::BackendError;
 use redis::ConnectionLike;
 use redis::cluster::ClusterClient;
-use redis::sentinel::SentinelClient;
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -64,7 +64,7 @@ pub(crate) enum Topology {
     Single(redis::Client),
     /// The master of a service watched by Sentinels, resolved on each new
     /// connection (so a failover is followed).
-    Sentinel(Mutex<SentinelClient>),
+    Sentinel(Sentinels),
     /// A Redis Cluster: the client routes each command to its slot's node.
     Cluster(ClusterClient),
 }
@@ -85,6 +85,28 @@ pub(crate) struct Timeouts {
     pub(crate) connect: Duration,
     pub(crate) io: Duration,
 }
+
+impl Topology {
+    /// What a failure to connect may be down to, for its error.
+    fn connect_hint(&self) -> &'static str {
+        match self {
+            Topology::Single(client) if is_tls(client) => CONNECT_TLS,
+            _ => CONNECT,
+        }
+    }
+}
+
+/// Whether `client` speaks TLS (a `rediss://` URL).
+pub(crate) fn is_tls(client: &redis::Client) -> bool {
+    matches!(client.get_connection_info().addr(), redis::ConnectionAddr::TcpTls { .. })
+}
+
+const CONNECT: &str = "could not connect (is Redis running and the URL right?)";
+
+/// The redis client reports certificate problems as I/O errors of the
+/// connection ("SSL Handshake error"): say what to check.
+pub(crate) const CONNECT_TLS: &str = "could not connect over TLS (is Redis running and the URL right, and is the \
+     server's certificate signed by a trusted CA, `tls_ca_file` or the system's, for the URL's host?)";
 
 /// The blocking pool: idle connections, and how to make more.
 pub(crate) struct Pool {
@@ -119,7 +141,7 @@ impl Pool {
 
     fn connect(&self) -> Result<Conn, BackendError> {
         let Timeouts { connect, io } = self.timeouts;
-        let doing = "could not connect (is Redis running and the URL right?)";
+        let doing = self.topology.connect_hint();
         match &self.topology {
             Topology::Single(client) => {
                 let con = client.get_connection_with_timeout(connect).map_err(|e| error(doing, e))?;
@@ -127,15 +149,7 @@ impl Pool {
                 con.set_write_timeout(Some(io)).map_err(|e| error(doing, e))?;
                 Ok(Conn::Node(con))
             }
-            Topology::Sentinel(sentinel) => {
-                let client = lock(sentinel)
-                    .get_client()
-                    .map_err(|e| error("could not find the master through the Sentinels", e))?;
-                let con = client.get_connection_with_timeout(connect).map_err(|e| error(doing, e))?;
-                con.set_read_timeout(Some(io)).map_err(|e| error(doing, e))?;
-                con.set_write_timeout(Some(io)).map_err(|e| error(doing, e))?;
-                Ok(Conn::Node(con))
-            }
+            Topology::Sentinel(sentinels) => sentinels.connect_master(self.timeouts).map(Conn::Node),
             Topology::Cluster(client) => {
                 let con = client.get_connection().map_err(|e| error(doing, e))?;
                 con.set_read_timeout(Some(io)).map_err(|e| error(doing, e))?;

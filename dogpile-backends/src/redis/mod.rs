@@ -26,7 +26,9 @@ mod lease;
 #[cfg(feature = "redis-async")]
 mod nonblocking;
 mod scripts;
+mod sentinel;
 mod settings;
+mod tls;
 
 pub use settings::RedisConfig;
 
@@ -59,8 +61,8 @@ use std::time::Duration;
 /// region's last invalidation under `<prefix>dogpile:inv:<region>`.
 ///
 /// With the `redis-async` feature the backend also has an async interface
-/// on a managed multiplexed connection (tokio), made on the first async call
-/// and living on that call's runtime; without it, async callers use the
+/// on managed multiplexed connections (tokio), one per runtime that makes
+/// async calls, made on its first call; without it, async callers use the
 /// blocking interface on tokio's blocking pool (dogpile's `tokio` feature).
 /// Sentinel and Cluster deployments offer the blocking interface only.
 #[derive(Debug, Clone)]
@@ -106,6 +108,7 @@ pub struct RedisBuilder {
     target: Target,
     prefix: String,
     timeouts: Timeouts,
+    tls: tls::TlsFiles,
 }
 
 /// The default time allowed to connect.
@@ -119,6 +122,7 @@ impl RedisBuilder {
             target,
             prefix: String::new(),
             timeouts: Timeouts { connect: DEFAULT_CONNECT_TIMEOUT, io: DEFAULT_IO_TIMEOUT },
+            tls: tls::TlsFiles::default(),
         }
     }
 
@@ -142,22 +146,46 @@ impl RedisBuilder {
         self
     }
 
-    /// Builds the backend: checks the URLs, connects to nothing.
+    /// Trusts the PEM CA certificates in `path` for a `rediss://` URL,
+    /// instead of the system's roots (feature `redis-tls`; a single server
+    /// only). The file is read by [`build`](Self::build).
+    #[cfg(feature = "redis-tls")]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.ca = Some(path.into());
+        self
+    }
+
+    /// Presents the PEM client certificate in `cert` with its PKCS#8 PEM
+    /// key in `key` (`BEGIN PRIVATE KEY`), for servers started with
+    /// `tls-auth-clients yes` (feature `redis-tls`; a single server only).
+    /// The files are read by [`build`](Self::build).
+    #[cfg(feature = "redis-tls")]
+    pub fn tls_client_certificate(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls.client = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Builds the backend: checks the URLs and reads the TLS files,
+    /// connects to nothing.
     pub fn build(self) -> Result<RedisBackend, BackendError> {
         let bad_url = |e| connection::error("invalid Redis URL", e);
+        if self.tls.is_set() && !matches!(self.target, Target::Url(_)) {
+            return Err(BackendError::new(
+                connection::NAME,
+                "the TLS CA and client certificate settings apply to one server (a `rediss://` URL), \
+                 not to Sentinel or Cluster deployments",
+            ));
+        }
         let topology = match &self.target {
+            #[cfg(feature = "redis-tls")]
+            Target::Url(url) if self.tls.is_set() => Topology::Single(self.tls.client(url)?),
             Target::Url(url) => Topology::Single(redis::Client::open(url.as_str()).map_err(bad_url)?),
             Target::Sentinel { sentinels, service, db } => {
-                let info = redis::sentinel::SentinelNodeConnectionInfo::default()
-                    .set_redis_connection_info(redis::RedisConnectionInfo::default().set_db(*db));
-                let client = redis::sentinel::SentinelClient::build(
-                    sentinels.iter().map(String::as_str).collect(),
-                    service.clone(),
-                    Some(info),
-                    redis::sentinel::SentinelServerType::Master,
-                )
-                .map_err(bad_url)?;
-                Topology::Sentinel(std::sync::Mutex::new(client))
+                Topology::Sentinel(sentinel::Sentinels::new(sentinels, service.clone(), *db).map_err(bad_url)?)
             }
             Target::Cluster { nodes } => {
                 let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
@@ -198,8 +226,10 @@ impl RedisBackend {
 
     /// The settings of a backend on the master of `service`, found through
     /// the Sentinels at `sentinels` (`redis://host:port` each), using
-    /// database `0`. Each new connection asks the Sentinels for the
-    /// current master, so a failover is followed.
+    /// database `0`. Each new connection asks the Sentinels (in order) for
+    /// the current master and checks its `ROLE`, so a failover is followed;
+    /// both use the connect and I/O timeouts. When no Sentinel answers, the
+    /// master found last is used if it is still a master.
     pub fn sentinel(sentinels: &[&str], service: impl Into<String>) -> RedisBuilder {
         RedisBuilder::new(Target::Sentinel {
             sentinels: sentinels.iter().map(|s| (*s).to_owned()).collect(),

@@ -3,37 +3,65 @@
 
 use super::RedisBackend;
 use super::blocking::{bytes, set_cmd, value, word};
-use super::connection::{NAME, Timeouts, error};
+use super::connection::{CONNECT_TLS, NAME, Timeouts, error, is_tls};
 use super::lease::AsyncRedisLease;
 use super::scripts::{READ_AND_LEASE, STORE_MAX, millis, padded, token};
 use dogpile_core::backend::{Acquire, AsyncBackend, BackendError, BoxFuture, Lease, Leased, ReleaseOnDrop, Value};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
-/// The async connection, made on the first async call (it needs a tokio
-/// runtime; the backend may have been built outside one).
+/// The async connections: one per tokio runtime that makes async calls,
+/// made on its first call (the backend may have been built outside any
+/// runtime). A managed connection lives on the runtime that made it (its
+/// I/O is one of that runtime's tasks), so sharing one across runtimes
+/// would break every call once its runtime shut down, and stall calls from
+/// other runtimes while its own is not driven; connections of runtimes that
+/// have shut down are dropped.
 #[derive(Debug)]
 pub(crate) struct Aio {
     client: redis::Client,
     timeouts: Timeouts,
-    manager: OnceLock<(ConnectionManager, Handle)>,
+    homes: Mutex<Vec<Home>>,
+    /// Whether the connections speak TLS (for errors).
+    tls: bool,
+}
+
+/// A runtime's connection.
+#[derive(Debug)]
+struct Home {
+    manager: ConnectionManager,
+    runtime: Handle,
+    /// Closed when the runtime shuts down: the sender is held by a task on
+    /// it, which the shutdown drops (and which ends when this is dropped).
+    alive: oneshot::Receiver<()>,
+}
+
+impl Home {
+    fn runtime_is_running(&mut self) -> bool {
+        matches!(self.alive.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+    }
 }
 
 impl Aio {
     pub(crate) fn new(client: redis::Client, timeouts: Timeouts) -> Self {
-        Self { client, timeouts, manager: OnceLock::new() }
+        Self { tls: is_tls(&client), client, timeouts, homes: Mutex::new(Vec::new()) }
     }
 
-    /// The connection and the runtime it lives on.
+    /// The connection of the caller's runtime, and that runtime.
     fn connection(&self) -> Result<(ConnectionManager, Handle), BackendError> {
-        if let Some(made) = self.manager.get() {
-            return Ok(made.clone());
-        }
         let runtime = Handle::try_current().map_err(|e| {
             BackendError::with_source(NAME, "the async interface of the Redis backend needs a tokio runtime", e)
         })?;
+        let id = runtime.id();
+        let mut homes = self.homes.lock().unwrap_or_else(PoisonError::into_inner);
+        // The caller runs on this runtime, so it has not shut down.
+        if let Some(home) = homes.iter().find(|h| h.runtime.id() == id) {
+            return Ok((home.manager.clone(), home.runtime.clone()));
+        }
+        homes.retain_mut(Home::runtime_is_running);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeouts.connect))
             .set_response_timeout(Some(self.timeouts.io))
@@ -43,7 +71,10 @@ impl Aio {
             .set_max_delay(Duration::from_millis(500));
         let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
             .map_err(|e| error("could not set up the async connection", e))?;
-        Ok(self.manager.get_or_init(|| (manager, runtime)).clone())
+        let (mut beacon, alive) = oneshot::channel::<()>();
+        drop(runtime.spawn(async move { beacon.closed().await }));
+        homes.push(Home { manager: manager.clone(), runtime: runtime.clone(), alive });
+        Ok((manager, runtime))
     }
 }
 
@@ -58,6 +89,19 @@ impl RedisBackend {
     fn manager(&self) -> Result<ConnectionManager, BackendError> {
         self.aio().map(|(m, _)| m)
     }
+
+    /// The error of a call: over TLS, an I/O or client error may be a
+    /// failed handshake (the managed connection connects within the call;
+    /// the redis client reports native-tls errors as client errors), so it
+    /// says what to check.
+    fn failed(&self, doing: &str, e: redis::RedisError) -> BackendError {
+        let tls = self.inner.aio.as_ref().is_some_and(|aio| aio.tls);
+        if tls && matches!(e.kind(), redis::ErrorKind::Io | redis::ErrorKind::Client) {
+            error(&format!("{doing}; {CONNECT_TLS}"), e)
+        } else {
+            error(doing, e)
+        }
+    }
 }
 
 impl AsyncBackend for RedisBackend {
@@ -65,7 +109,7 @@ impl AsyncBackend for RedisBackend {
         Box::pin(async move {
             let mut con = self.manager()?;
             let found = redis::cmd("GET").arg(self.inner.keys.value(key)).query_async(&mut con).await;
-            found.map(value).map_err(|e| error("could not read", e))
+            found.map(value).map_err(|e| self.failed("could not read", e))
         })
     }
 
@@ -73,7 +117,7 @@ impl AsyncBackend for RedisBackend {
         Box::pin(async move {
             let mut con = self.manager()?;
             let cmd = set_cmd(&self.inner.keys.value(key), bytes(&v)?, ttl);
-            cmd.query_async::<()>(&mut con).await.map_err(|e| error("could not write", e))
+            cmd.query_async::<()>(&mut con).await.map_err(|e| self.failed("could not write", e))
         })
     }
 
@@ -81,7 +125,7 @@ impl AsyncBackend for RedisBackend {
         Box::pin(async move {
             let mut con = self.manager()?;
             let cmd = redis::cmd("DEL").arg(self.inner.keys.value(key)).clone();
-            cmd.query_async::<()>(&mut con).await.map_err(|e| error("could not delete", e))
+            cmd.query_async::<()>(&mut con).await.map_err(|e| self.failed("could not delete", e))
         })
     }
 
@@ -96,7 +140,7 @@ impl AsyncBackend for RedisBackend {
                 cmd.arg(self.inner.keys.value(k));
             }
             let found: Vec<Option<Vec<u8>>> =
-                cmd.query_async(&mut con).await.map_err(|e| error("could not read", e))?;
+                cmd.query_async(&mut con).await.map_err(|e| self.failed("could not read", e))?;
             Ok(found.into_iter().map(value).collect())
         })
     }
@@ -115,7 +159,7 @@ impl AsyncBackend for RedisBackend {
             for (k, v) in &items {
                 pipe.add_command(set_cmd(&self.inner.keys.value(k), bytes(v)?, ttl)).ignore();
             }
-            pipe.query_async::<()>(&mut con).await.map_err(|e| error("could not write", e))
+            pipe.query_async::<()>(&mut con).await.map_err(|e| self.failed("could not write", e))
         })
     }
 
@@ -129,7 +173,7 @@ impl AsyncBackend for RedisBackend {
             for k in keys {
                 pipe.cmd("DEL").arg(self.inner.keys.value(k)).ignore();
             }
-            pipe.query_async::<()>(&mut con).await.map_err(|e| error("could not delete", e))
+            pipe.query_async::<()>(&mut con).await.map_err(|e| self.failed("could not delete", e))
         })
     }
 
@@ -144,7 +188,7 @@ impl AsyncBackend for RedisBackend {
             };
             let (lease, ()) = lease_request(AsyncRedisLease { con, runtime, lease_key, token }, request)
                 .await
-                .map_err(|e| error("could not ask for a lease", e))?;
+                .map_err(|e| self.failed("could not ask for a lease", e))?;
             Ok(lease.map_or(Acquire::Held, Acquire::Won))
         })
     }
@@ -164,7 +208,7 @@ impl AsyncBackend for RedisBackend {
             };
             let (lease, stored) = lease_request(AsyncRedisLease { con, runtime, lease_key, token }, request)
                 .await
-                .map_err(|e| error("could not read and ask for a lease", e))?;
+                .map_err(|e| self.failed("could not read and ask for a lease", e))?;
             let acquire = lease.map_or(Acquire::Held, Acquire::Won);
             Ok(Leased { value: value(stored), acquire })
         })
@@ -174,7 +218,7 @@ impl AsyncBackend for RedisBackend {
         Box::pin(async move {
             let mut con = self.manager()?;
             let cmd = redis::cmd("GET").arg(self.inner.keys.invalidation(region)).clone();
-            word(cmd.query_async(&mut con).await.map_err(|e| error("could not read the invalidation", e))?)
+            word(cmd.query_async(&mut con).await.map_err(|e| self.failed("could not read the invalidation", e))?)
         })
     }
 
@@ -183,7 +227,7 @@ impl AsyncBackend for RedisBackend {
             let mut con = self.manager()?;
             let mut call = STORE_MAX.key(self.inner.keys.invalidation(region));
             call.arg(padded(w));
-            call.invoke_async::<()>(&mut con).await.map_err(|e| error("could not write the invalidation", e))
+            call.invoke_async::<()>(&mut con).await.map_err(|e| self.failed("could not write the invalidation", e))
         })
     }
 

@@ -4,12 +4,13 @@ use super::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, RedisBackend, RedisBuil
 use crate::config::{BackendSettings, ConfigError};
 use dogpile_core::Backend;
 use serde::Deserialize;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The settings of the `redis` backend: where Redis is (one `url`, or
-/// `sentinels` with a `service`, or cluster `nodes`), a key prefix and
-/// timeouts in milliseconds.
+/// `sentinels` with a `service`, or cluster `nodes`), a key prefix,
+/// timeouts in milliseconds, and TLS files for a `rediss://` `url`.
 ///
 /// ```toml
 /// [regions.users]
@@ -23,6 +24,13 @@ use std::time::Duration;
 /// backend = "redis"
 /// sentinels = ["redis://10.0.0.1:26379", "redis://10.0.0.2:26379"]
 /// service = "mymaster"
+///
+/// [regions.secure]
+/// backend = "redis"
+/// url = "rediss://cache.internal:6380/0"    # TLS (cargo feature `redis-tls`)
+/// tls_ca_file = "/etc/ssl/private-ca.pem"   # trusted instead of the system's roots
+/// # tls_cert_file = "/etc/ssl/app.pem"      # a client certificate, for
+/// # tls_key_file = "/etc/ssl/app.key"       # servers with tls-auth-clients
 /// ```
 ///
 /// ```
@@ -60,6 +68,19 @@ pub struct RedisConfig {
     /// Time allowed for one reply, in milliseconds (default 1000).
     #[serde(default)]
     pub io_timeout_ms: Option<u64>,
+    /// PEM CA certificates that check the server's certificate of a
+    /// `rediss://` `url`, instead of the system's roots (feature
+    /// `redis-tls`).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM), with [`tls_key_file`](Self::tls_key_file),
+    /// for servers started with `tls-auth-clients yes`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The key of [`tls_cert_file`](Self::tls_cert_file): PKCS#8 PEM
+    /// (`BEGIN PRIVATE KEY`).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl RedisConfig {
@@ -86,15 +107,37 @@ impl RedisConfig {
         if self.service.is_some() && self.sentinels.is_none() {
             return Err(invalid("service", "`service` goes with `sentinels`"));
         }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(invalid("tls_cert_file", "`tls_cert_file` and `tls_key_file` go together"));
+        }
+        let tls_set = self.tls_ca_file.is_some() || self.tls_cert_file.is_some();
+        if tls_set && self.url.is_none() {
+            return Err(invalid("tls_ca_file", "the TLS files go with a `rediss://` `url` (one server)"));
+        }
+        if tls_set && !cfg!(feature = "redis-tls") {
+            return Err(invalid("tls_ca_file", "TLS needs dogpile's `redis-tls` cargo feature"));
+        }
         let ms = |field, v: Option<u64>, default: Duration| match v {
             Some(0) => Err(invalid(field, "a timeout of 0 ms would fail every call")),
             Some(ms) => Ok(Duration::from_millis(ms)),
             None => Ok(default),
         };
-        Ok(builder
+        let builder = builder
             .key_prefix(self.key_prefix.clone().unwrap_or_default())
             .connect_timeout(ms("connect_timeout_ms", self.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT)?)
-            .io_timeout(ms("io_timeout_ms", self.io_timeout_ms, DEFAULT_IO_TIMEOUT)?))
+            .io_timeout(ms("io_timeout_ms", self.io_timeout_ms, DEFAULT_IO_TIMEOUT)?);
+        #[cfg(feature = "redis-tls")]
+        let builder = {
+            let mut builder = builder;
+            if let Some(ca) = &self.tls_ca_file {
+                builder = builder.tls_ca_file(ca);
+            }
+            if let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) {
+                builder = builder.tls_client_certificate(cert, key);
+            }
+            builder
+        };
+        Ok(builder)
     }
 
     /// A [`RedisBackend`]; refuses conflicting or incomplete settings and
@@ -169,6 +212,11 @@ mod tests {
             (vec![("url", s("nope://x"))], "invalid Redis URL"),
             (vec![("key_prefix", s("{x}"))], "key prefix"),
             (vec![("urls", s("redis://a"))], "unknown field"),
+            (vec![("url", s("rediss://a")), ("tls_cert_file", s("c.pem"))], "go together"),
+            (
+                vec![("sentinels", list(&["redis://a"])), ("service", s("m")), ("tls_ca_file", s("ca.pem"))],
+                "`rediss://` `url`",
+            ),
         ];
         for (pairs, expected) in bad {
             let text = format!("{pairs:?}");
