@@ -1,7 +1,8 @@
 //! When the drivers let a lease go: however the creation ends (a value, an
 //! error, a panic, a cancelled future), before the key's in-process lock
 //! (so that a caller of this process woken by the local release finds the
-//! lease free, instead of backing off behind it).
+//! lease free, instead of backing off behind it), and, for async callers,
+//! through the async path, before the call returns.
 
 mod support_store;
 
@@ -9,7 +10,7 @@ use dogpile::backend::{Meta, Value};
 use dogpile::{Clock, Expiration, Region, SystemClock};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use support_store::{Handle, Interface, Store, wait_until};
+use support_store::{Calls, Handle, Interface, Store, block_on, wait_until};
 
 const HANG: Duration = Duration::from_secs(60);
 
@@ -105,8 +106,7 @@ fn async_driver_releases_before_the_local_lock(interface: Interface) {
         assert!(cancelled.await.unwrap_err().is_cancelled());
 
         handle.land_on_next_lease("landed", theirs(7));
-        let landed =
-            region.get_or_create_async::<u32, _, _>("landed", || async { panic!("the value landed") }).await;
+        let landed = region.get_or_create_async::<u32, _, _>("landed", || async { panic!("the value landed") }).await;
         assert_eq!(landed.unwrap(), 7);
 
         let multi: Vec<u32> =
@@ -118,15 +118,12 @@ fn async_driver_releases_before_the_local_lock(interface: Interface) {
     wait_until("the dropped creators' in-process locks are free", HANG, || {
         !region.is_locked("panicked") && !region.is_locked("cancelled")
     });
-    released_before_the_local_lock(&store, &handle, &seen, &[
-        "made",
-        "failed",
-        "panicked",
-        "cancelled",
-        "landed",
-        "m1",
-        "m2",
-    ]);
+    released_before_the_local_lock(
+        &store,
+        &handle,
+        &seen,
+        &["made", "failed", "panicked", "cancelled", "landed", "m1", "m2"],
+    );
 }
 
 #[test]
@@ -137,4 +134,32 @@ fn the_async_driver_releases_an_async_lease_before_the_in_process_lock() {
 #[test]
 fn the_async_driver_releases_an_offloaded_lease_before_the_in_process_lock() {
     async_driver_releases_before_the_local_lock(Interface::Blocking);
+}
+
+// Regression (the old multi_async.rs released the leases of a multi-key
+// async creation through the blocking Drop): on a backend with only an
+// async interface, they stayed held until they expired (lock_timeout, 30 s
+// by default), and every process waited for them meanwhile. Polled here
+// outside any tokio runtime, so no fallback on tokio's blocking pool can
+// release them: the call releases them itself, through the async
+// interface, before it returns.
+#[test]
+fn multi_key_async_creation_does_not_leave_its_leases_to_expire() {
+    let store = Store::new();
+    let handle = Handle::new(&store, Interface::Async).build();
+    let region = Region::builder("multi-async-leases")
+        .backend_arc(handle.clone())
+        .lock_timeout(Duration::from_secs(3600))
+        .build();
+    let got: Vec<String> =
+        block_on(region.get_or_create_multi_async(&["b", "a"], |keys| async move {
+            keys.iter().map(|k| format!("v-{k}")).collect()
+        }))
+        .unwrap();
+    assert_eq!(got, ["v-b", "v-a"]);
+    assert!(!store.held("a") && !store.held("b"), "a lease is still held after the call returned");
+    assert_eq!(Calls::n(&handle.calls().release), 2);
+    let me = std::thread::current().id();
+    assert_eq!(handle.releasers(), [me, me], "released by the call, not by a detached fallback");
+    assert!(store.has_value("a") && store.has_value("b"));
 }
