@@ -1,13 +1,18 @@
 //! The optional parts of the backend contract are what the drivers use,
 //! when a backend offers them: its own `read_and_lease` (one step, never
-//! `try_lease` then `get`).
+//! `try_lease` then `get`), and its wake-up on another process's release
+//! (instead of backing off). Two regions on one store stand for two
+//! processes.
 
 mod support_store;
 
 use dogpile::{MockClock, Region};
 use std::sync::Arc;
+use std::sync::mpsc::channel;
 use std::time::Duration;
-use support_store::{Calls, Handle, Interface, Store, block_on};
+use support_store::{Calls, Handle, Interface, Store, block_on, wait_until};
+
+const HANG: Duration = Duration::from_secs(60);
 
 fn n(counter: &std::sync::atomic::AtomicUsize) -> usize {
     Calls::n(counter)
@@ -63,4 +68,90 @@ fn the_blocking_driver_calls_the_backends_own_read_and_lease() {
 #[test]
 fn the_async_driver_calls_the_backends_own_read_and_lease() {
     read_and_lease_override_is_called(Interface::Async);
+}
+
+// ----- wake-up -----
+
+/// Checks, for the waiting process's handle, that it waited through the
+/// backend's wake-up and that each wait ended with the release (so the
+/// driver asked for the lease again at once, with no back-off).
+fn woken_not_backed_off(waiter: &Handle) {
+    let calls = waiter.calls();
+    let waits = n(&calls.wait_released);
+    assert!(waits >= 1, "the waiter never used the backend's wake-up");
+    assert_eq!(n(&calls.woken), waits, "a wait ended before the release");
+    assert_eq!(n(&calls.refused), waits, "each refused lease request was followed by one wait");
+    assert_eq!(n(&calls.try_lease), waits + 1, "the lease was asked for once after each wake-up");
+    assert_eq!(n(&calls.sleep), 0, "the waiter backed off although the backend wakes it");
+}
+
+#[test]
+fn a_blocking_caller_waiting_for_another_process_is_woken_by_the_backend() {
+    let store = Store::new();
+    let clock = MockClock::new();
+    let (ha, hb) = (
+        Handle::new(&store, Interface::Blocking).waking().build(),
+        Handle::new(&store, Interface::Blocking).waking().build(),
+    );
+    let (ra, rb) = (region(&ha, &clock), region(&hb, &clock));
+    let (entered_tx, entered_rx) = channel();
+    let (go_tx, go_rx) = channel::<()>();
+    let creator = std::thread::spawn(move || {
+        ra.get_or_create("k", || {
+            entered_tx.send(()).unwrap();
+            go_rx.recv_timeout(HANG).expect("let go by the test");
+            1u32
+        })
+        .unwrap()
+    });
+    entered_rx.recv_timeout(HANG).expect("the creator started");
+    let waiter =
+        std::thread::spawn(move || rb.get_or_create("k", || -> u32 { panic!("the other process creates") }).unwrap());
+    wait_until("the waiter waits for the lease", HANG, || n(&hb.calls().wait_released) >= 1);
+    go_tx.send(()).unwrap();
+    assert_eq!(creator.join().unwrap(), 1);
+    assert_eq!(waiter.join().unwrap(), 1, "the other process's value");
+    woken_not_backed_off(&hb);
+    assert!(!store.held("k"));
+}
+
+#[test]
+fn an_async_caller_waiting_for_another_process_is_woken_by_the_backend() {
+    let store = Store::new();
+    let clock = MockClock::new();
+    let (ha, hb) = (
+        Handle::new(&store, Interface::Async).waking().build(),
+        Handle::new(&store, Interface::Async).waking().build(),
+    );
+    let (ra, rb) = (region(&ha, &clock), region(&hb, &clock));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let creator = tokio::spawn(async move {
+            ra.get_or_create_async("k", || async move {
+                entered_tx.send(()).unwrap();
+                go_rx.await.expect("let go by the test");
+                1u32
+            })
+            .await
+            .unwrap()
+        });
+        entered_rx.await.unwrap();
+        let hb2 = hb.clone();
+        let waiter = tokio::spawn(async move {
+            rb.get_or_create_async::<u32, _, _>("k", || async { panic!("the other process creates") }).await.unwrap()
+        });
+        let waiting = tokio::time::timeout(HANG, async {
+            while n(&hb2.calls().wait_released) == 0 {
+                tokio::task::yield_now().await;
+            }
+        });
+        waiting.await.expect("the waiter never waited for the lease");
+        go_tx.send(()).unwrap();
+        assert_eq!(creator.await.unwrap(), 1);
+        assert_eq!(waiter.await.unwrap(), 1, "the other process's value");
+    });
+    woken_not_backed_off(&hb);
+    assert!(!store.held("k"));
 }
