@@ -1,12 +1,13 @@
 //! The optional parts of the backend contract are what the drivers use,
 //! when a backend offers them: its own `read_and_lease` (one step, never
-//! `try_lease` then `get`), and its wake-up on another process's release
-//! (instead of backing off). Two regions on one store stand for two
-//! processes.
+//! `try_lease` then `get`), its wake-up on another process's release
+//! (instead of backing off), and the region's shared invalidation, read at
+//! most once per `invalidation_refresh`. Two regions on one store stand for
+//! two processes.
 
 mod support_store;
 
-use dogpile::{MockClock, Region};
+use dogpile::{Expiration, Invalidation, MockClock, Region};
 use std::sync::Arc;
 use std::sync::mpsc::channel;
 use std::time::Duration;
@@ -154,4 +155,52 @@ fn an_async_caller_waiting_for_another_process_is_woken_by_the_backend() {
     });
     woken_not_backed_off(&hb);
     assert!(!store.held("k"));
+}
+
+// ----- shared invalidation -----
+
+#[test]
+fn shared_invalidation_is_read_at_most_once_per_refresh_interval() {
+    let store = Store::new();
+    let clock = MockClock::new();
+    let (ha, hb) = (Handle::new(&store, Interface::Both).build(), Handle::new(&store, Interface::Both).build());
+    let build = |handle: &Arc<Handle>| {
+        Region::builder("shared-invalidation")
+            .backend_arc(handle.clone())
+            .clock(clock.clone())
+            .expiration(Expiration::Never)
+            .invalidation_refresh(Duration::from_secs(3600))
+            .build()
+    };
+    let (ra, rb) = (build(&ha), build(&hb));
+    let loads = || n(&ha.calls().load_invalidation);
+    ra.set("k", 1u32).unwrap();
+    // Many hits, blocking and async: the word is read by the first only.
+    for _ in 0..50 {
+        assert_eq!(ra.get::<u32>("k").unwrap(), Some(1));
+        assert_eq!(ra.get_or_create("k", || 2u32).unwrap(), 1);
+        assert_eq!(block_on(ra.get_async::<u32>("k")).unwrap(), Some(1));
+        assert_eq!(block_on(ra.get_or_create_async("k", || async { 2u32 })).unwrap(), 1);
+    }
+    assert_eq!(ra.get_multi::<u32, _>(&["k"]).unwrap(), [Some(1)]);
+    assert_eq!(loads(), 1, "hits within the interval read the shared invalidation once");
+
+    clock.advance(Duration::from_secs(1));
+    rb.invalidate(Invalidation::Hard);
+    assert_eq!(
+        ra.get::<u32>("k").unwrap(),
+        Some(1),
+        "the other process's invalidation is not seen before the interval"
+    );
+    assert_eq!(loads(), 1);
+
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(ra.get::<u32>("k").unwrap(), None, "the other process's invalidation is seen after the interval");
+    assert_eq!(loads(), 2, "read again once the interval is over");
+    assert_eq!(ra.get_or_create("k", || 3u32).unwrap(), 3);
+    for _ in 0..50 {
+        assert_eq!(ra.get::<u32>("k").unwrap(), Some(3));
+        assert_eq!(block_on(ra.get_async::<u32>("k")).unwrap(), Some(3));
+    }
+    assert_eq!(loads(), 2, "and not again within the next interval");
 }
