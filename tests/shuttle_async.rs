@@ -17,9 +17,11 @@
 //! Not covered here: preemption inside the lock registry itself (no await
 //! there; the loom model in `dogpile-core/src/lock.rs` covers its threads).
 
-use dogpile::backend::{Acquire, AsyncBackend, BlockingBackend, BoxFuture, Lease};
+use dogpile::backend::{
+    Acquire, AsyncBackend, Backend, BackendError, BlockingBackend, BoxFuture, Lease, Value, ValueKind,
+};
 use dogpile::backends::MemoryBackend;
-use dogpile::{Backend, BackendError, MockClock, Region, Value, ValueKind};
+use dogpile::{MockClock, Region};
 use shuttle::future::{block_on, spawn, yield_now};
 use std::collections::HashMap;
 use std::pin::pin;

@@ -593,13 +593,13 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn concurrent_multi_key_tasks_create_each_key_once() {
         #[derive(Debug)]
-        struct Map(std::sync::Mutex<HashMap<String, crate::Value>>);
-        impl crate::Backend for Map {
+        struct Map(std::sync::Mutex<HashMap<String, crate::backend::Value>>);
+        impl crate::backend::Backend for Map {
             fn name(&self) -> &'static str {
                 "map"
             }
-            fn value_kind(&self) -> crate::ValueKind {
-                crate::ValueKind::Object
+            fn value_kind(&self) -> crate::backend::ValueKind {
+                crate::backend::ValueKind::Object
             }
             fn blocking(&self) -> Option<&dyn crate::backend::BlockingBackend> {
                 Some(self)
@@ -609,19 +609,19 @@ mod tests {
             }
         }
         impl crate::backend::BlockingBackend for Map {
-            fn get(&self, key: &str) -> Result<Option<crate::Value>, crate::BackendError> {
+            fn get(&self, key: &str) -> Result<Option<crate::backend::Value>, crate::backend::BackendError> {
                 Ok(self.0.lock().unwrap().get(key).cloned())
             }
             fn set(
                 &self,
                 key: &str,
-                v: crate::Value,
+                v: crate::backend::Value,
                 _: Option<std::time::Duration>,
-            ) -> Result<(), crate::BackendError> {
+            ) -> Result<(), crate::backend::BackendError> {
                 self.0.lock().unwrap().insert(key.to_owned(), v);
                 Ok(())
             }
-            fn delete(&self, key: &str) -> Result<(), crate::BackendError> {
+            fn delete(&self, key: &str) -> Result<(), crate::backend::BackendError> {
                 self.0.lock().unwrap().remove(key);
                 Ok(())
             }

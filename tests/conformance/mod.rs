@@ -554,7 +554,7 @@ macro_rules! conformance_suite {
         mod $name {
             use super::*;
 
-            fn make() -> ::std::sync::Arc<dyn ::dogpile::Backend> {
+            fn make() -> ::std::sync::Arc<dyn ::dogpile::backend::Backend> {
                 ($make)()
             }
 
