@@ -6,7 +6,8 @@
 
 use crate::registry::{self, Slot};
 use dogpile_backends::config::{self as backends, Args, ConfigError};
-use dogpile_core::{Backend, Codec, Error, Expiration, Region};
+use dogpile_core::backend::Backend;
+use dogpile_core::{Codec, Error, Expiration, Region};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use std::collections::BTreeMap;

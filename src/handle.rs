@@ -3,7 +3,8 @@
 
 use crate::config::RegionConfig;
 use crate::registry::{self, Slot};
-use dogpile_core::{Backend, CacheValue, Error, Expiration, Invalidation, Region, Stats, TryCreateError};
+use dogpile_core::backend::Backend;
+use dogpile_core::{CacheValue, Error, Expiration, Invalidation, Region, Stats, TryCreateError};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};

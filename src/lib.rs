@@ -65,9 +65,8 @@
 //! ```
 
 pub use dogpile_core::{
-    Backend, BackendError, CacheValue, Clock, Codec, CreateOptions, Entry, Error, Expiration, FORMAT_VERSION,
-    Invalidation, Job, KeyMangler, MockClock, Region, RegionBuilder, Runner, Stats, SystemClock, ThreadRunner,
-    TryCreateError, Value, ValueKind,
+    CacheValue, Clock, Codec, CreateOptions, Entry, Error, Expiration, FORMAT_VERSION, Invalidation, Job, KeyMangler,
+    MockClock, Region, RegionBuilder, Runner, Stats, SystemClock, ThreadRunner, TryCreateError,
 };
 
 /// The backend-author API: the traits a storage backend implements (see

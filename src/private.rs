@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 pub use crate::handle::{RegionDefault, RegionDefaults};
-pub use dogpile_core::Backend;
+pub use dogpile_core::backend::Backend;
 pub use inventory;
 pub use std::string::String;
 

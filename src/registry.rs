@@ -117,7 +117,7 @@ impl Slot {
         )
     }
 
-    pub(crate) fn default_backend(&self) -> Option<Arc<dyn dogpile_core::Backend>> {
+    pub(crate) fn default_backend(&self) -> Option<Arc<dyn dogpile_core::backend::Backend>> {
         self.decls.iter().find_map(|d| d.defaults.backend).map(|make| make())
     }
 

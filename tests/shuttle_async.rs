@@ -9,15 +9,24 @@
 //! between reading "absent" and taking the lock, or between storing the
 //! value and releasing the lock, in every order the scheduler finds.
 //!
+//! The last model puts two regions, standing for two processes, on one
+//! store that issues leases (its calls yield as well), so the driver's
+//! lease steps (read and lease, wait for another process's release, release)
+//! run under the scheduler too.
+//!
 //! Not covered here: preemption inside the lock registry itself (no await
 //! there; the loom model in `dogpile-core/src/lock.rs` covers its threads).
 
-use dogpile::backend::{AsyncBackend, BlockingBackend, BoxFuture};
+use dogpile::backend::{
+    Acquire, AsyncBackend, Backend, BackendError, BlockingBackend, BoxFuture, Lease, Value, ValueKind,
+};
 use dogpile::backends::MemoryBackend;
-use dogpile::{Backend, BackendError, MockClock, Region, Value, ValueKind};
+use dogpile::{MockClock, Region};
 use shuttle::future::{block_on, spawn, yield_now};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -231,6 +240,172 @@ fn aborted_creator_model() {
     assert!(!region.is_locked("k"));
 }
 
+/// Values in a memory backend and leases by owner token, shared by the
+/// regions of two "processes" (one [`LeaseHandle`] each); every call yields
+/// before and after. Leases need no keep-alive (the keeper is a real
+/// thread, outside the scheduler's control).
+#[derive(Debug, Default)]
+struct LeaseStore {
+    values: MemoryBackend,
+    /// key -> owner token
+    leases: Mutex<HashMap<String, u64>>,
+    next_token: AtomicU64,
+    released: Notify,
+    /// Waiters are woken by a release (`wait_released`); otherwise they back
+    /// off, a back-off being a yield here (a real timer would stall the
+    /// model).
+    wakes: bool,
+}
+
+impl LeaseStore {
+    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug)]
+struct LeaseHandle(Arc<LeaseStore>);
+
+impl Backend for LeaseHandle {
+    fn name(&self) -> &'static str {
+        "yielding-lease-store"
+    }
+    fn value_kind(&self) -> ValueKind {
+        self.0.values.value_kind()
+    }
+    fn nonblocking(&self) -> Option<&dyn AsyncBackend> {
+        Some(self)
+    }
+    fn issues_leases(&self) -> bool {
+        true
+    }
+}
+
+/// Runs `op` between two yields (a request, then a response, in flight).
+async fn round_trip<R>(op: impl FnOnce() -> R) -> R {
+    yield_now().await;
+    let r = op();
+    yield_now().await;
+    r
+}
+
+impl AsyncBackend for LeaseHandle {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Value>, BackendError>> {
+        Box::pin(round_trip(move || self.0.values.get(key)))
+    }
+    fn set<'a>(&'a self, key: &'a str, value: Value, ttl: Option<Duration>) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(round_trip(move || self.0.values.set(key, value, ttl)))
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(round_trip(move || self.0.values.delete(key)))
+    }
+    fn try_lease<'a>(&'a self, key: &'a str, _ttl: Duration) -> BoxFuture<'a, Result<Acquire, BackendError>> {
+        Box::pin(round_trip(move || {
+            let mut leases = self.0.leases();
+            if leases.contains_key(key) {
+                return Ok(Acquire::Held);
+            }
+            let token = self.0.next_token.fetch_add(1, SeqCst);
+            leases.insert(key.to_owned(), token);
+            Ok(Acquire::Won(Box::new(StoreLease { store: self.0.clone(), key: key.to_owned(), token })))
+        }))
+    }
+    fn wait_released<'a>(&'a self, key: &'a str, _max: Duration) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            if !self.0.wakes {
+                return Ok(false);
+            }
+            loop {
+                // Registered before the check, so a release in between wakes it.
+                let mut released = pin!(self.0.released.notified());
+                released.as_mut().enable();
+                if !self.0.leases().contains_key(key) {
+                    return Ok(true);
+                }
+                released.await;
+            }
+        })
+    }
+    fn sleep(&self, _duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(yield_now())
+    }
+}
+
+#[derive(Debug)]
+struct StoreLease {
+    store: Arc<LeaseStore>,
+    key: String,
+    token: u64,
+}
+
+impl Lease for StoreLease {
+    fn needs_keep_alive(&self) -> bool {
+        false
+    }
+    fn extend(&self, _ttl: Duration) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(round_trip(move || Ok(self.store.leases().get(&self.key) == Some(&self.token))))
+    }
+    fn release(&self) -> BoxFuture<'_, Result<bool, BackendError>> {
+        Box::pin(round_trip(move || {
+            let mut leases = self.store.leases();
+            let ours = leases.get(&self.key) == Some(&self.token);
+            if ours {
+                leases.remove(&self.key);
+                self.store.released.notify_waiters();
+            }
+            Ok(ours)
+        }))
+    }
+}
+
+/// Tasks of the two-process model, split between the two regions.
+const TASKS_TWO_PROCESSES: usize = 4;
+
+/// Missing key, two regions on one lease store (two processes), the tasks
+/// split between them: exactly one creation across both, every task gets
+/// its value, and no lease or lock bookkeeping is left.
+fn two_processes_model(wakes: bool) {
+    let store = Arc::new(LeaseStore { wakes, ..LeaseStore::default() });
+    let clock = MockClock::new();
+    let regions: Vec<Region> = (0..2)
+        .map(|_| {
+            Region::builder("shuttle-leases")
+                .backend(LeaseHandle(store.clone()))
+                .expiration(Duration::from_secs(60))
+                .clock(clock.clone())
+                .build()
+        })
+        .collect();
+    let calls = Arc::new(AtomicUsize::new(0));
+    block_on(async {
+        let handles: Vec<_> = (0..TASKS_TWO_PROCESSES)
+            .map(|i| {
+                let (region, calls) = (regions[i % 2].clone(), calls.clone());
+                spawn(async move {
+                    region
+                        .get_or_create_async("k", move || async move {
+                            calls.fetch_add(1, SeqCst);
+                            yield_now().await;
+                            format!("made by {i}")
+                        })
+                        .await
+                        .expect("the lease store does not fail")
+                })
+            })
+            .collect();
+        let mut values = Vec::new();
+        for h in handles {
+            values.push(h.await.expect("task finished"));
+        }
+        assert!(values.iter().all(|v| *v == values[0]), "one value for all: {values:?}");
+    });
+    assert_eq!(calls.load(SeqCst), 1, "exactly one creation across both processes");
+    assert!(store.leases().is_empty(), "a lease is left held: {:?}", store.leases());
+    for region in &regions {
+        assert_eq!(region.lock_entries(), 0);
+    }
+}
+
 #[test]
 fn shuttle_missing_key_single_flight() {
     check(missing_key_model);
@@ -244,4 +419,14 @@ fn shuttle_expired_key_regenerations_never_overlap() {
 #[test]
 fn shuttle_aborted_creator_hands_over() {
     check(aborted_creator_model);
+}
+
+#[test]
+fn shuttle_two_processes_create_once_woken_by_the_release() {
+    check(|| two_processes_model(true));
+}
+
+#[test]
+fn shuttle_two_processes_create_once_backing_off() {
+    check(|| two_processes_model(false));
 }

@@ -4,9 +4,9 @@
 
 mod support;
 
-use dogpile::backend::BlockingBackend;
+use dogpile::backend::{Backend, BlockingBackend};
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend, NullBackend};
-use dogpile::{Backend, Clock, MockClock, Region};
+use dogpile::{Clock, MockClock, Region};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -31,7 +31,7 @@ impl Backend for ByteBackendOwned {
     fn name(&self) -> &'static str {
         self.0.name()
     }
-    fn value_kind(&self) -> dogpile::ValueKind {
+    fn value_kind(&self) -> dogpile::backend::ValueKind {
         self.0.value_kind()
     }
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
@@ -40,13 +40,18 @@ impl Backend for ByteBackendOwned {
 }
 
 impl BlockingBackend for ByteBackendOwned {
-    fn get(&self, key: &str) -> Result<Option<dogpile::Value>, dogpile::BackendError> {
+    fn get(&self, key: &str) -> Result<Option<dogpile::backend::Value>, dogpile::backend::BackendError> {
         self.0.get(key)
     }
-    fn set(&self, key: &str, value: dogpile::Value, ttl: Option<Duration>) -> Result<(), dogpile::BackendError> {
+    fn set(
+        &self,
+        key: &str,
+        value: dogpile::backend::Value,
+        ttl: Option<Duration>,
+    ) -> Result<(), dogpile::backend::BackendError> {
         self.0.set(key, value, ttl)
     }
-    fn delete(&self, key: &str) -> Result<(), dogpile::BackendError> {
+    fn delete(&self, key: &str) -> Result<(), dogpile::backend::BackendError> {
         self.0.delete(key)
     }
 }

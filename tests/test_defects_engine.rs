@@ -8,9 +8,9 @@
 mod support_async;
 mod support;
 
-use dogpile::backend::{AsyncBackend, BlockingBackend, BoxFuture};
+use dogpile::backend::{AsyncBackend, Backend, BackendError, BlockingBackend, BoxFuture, Value, ValueKind};
 use dogpile::backends::MemoryBackend;
-use dogpile::{Backend, BackendError, Error, MockClock, Region, Stats, TryCreateError, Value, ValueKind};
+use dogpile::{Error, MockClock, Region, Stats, TryCreateError};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;

@@ -1,9 +1,9 @@
 //! Regression tests for the facade items of issue 7: each test is named
 //! after what broke, and failed before its fix.
 
-use dogpile::backend::{BlockingBackend, Meta};
+use dogpile::backend::{Backend, BlockingBackend, Meta, Value};
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend};
-use dogpile::{Backend, BackendConfig, Error, Region, RegionConfig, Value, cached};
+use dogpile::{BackendConfig, Error, Region, RegionConfig, cached};
 use std::sync::{Arc, Mutex};
 
 fn config_message(e: &Error) -> String {

@@ -3,8 +3,9 @@
 
 mod support;
 
+use dogpile::backend::Backend;
 use dogpile::backends::MemoryBackend;
-use dogpile::{Backend, Codec, CreateOptions, Error, Invalidation, MockClock, Region};
+use dogpile::{Codec, CreateOptions, Error, Invalidation, MockClock, Region};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -3,11 +3,9 @@
 
 mod support;
 
-use dogpile::backend::BlockingBackend;
+use dogpile::backend::{Backend, BackendError, BlockingBackend, Value, ValueKind};
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend};
-use dogpile::{
-    Backend, BackendError, Codec, Error, FORMAT_VERSION, MockClock, Region, TryCreateError, Value, ValueKind,
-};
+use dogpile::{Codec, Error, FORMAT_VERSION, MockClock, Region, TryCreateError};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

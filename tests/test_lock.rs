@@ -3,8 +3,9 @@
 
 mod support;
 
+use dogpile::backend::Backend;
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend};
-use dogpile::{Backend, Clock, Expiration, MockClock, Region};
+use dogpile::{Clock, Expiration, MockClock, Region};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;

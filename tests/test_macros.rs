@@ -3,8 +3,9 @@
 //! and the 32-thread stampede. Each test uses its own region, since all
 //! tests of this file share the process-wide registry.
 
+use dogpile::backend::{BackendError, Value, ValueKind};
 use dogpile::backends::MemoryBackend;
-use dogpile::{BackendConfig, BackendError, CacheKey, MockClock, Region, RegionConfig, Value, ValueKind, cached};
+use dogpile::{BackendConfig, CacheKey, MockClock, Region, RegionConfig, cached};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
@@ -394,7 +395,7 @@ fn a_declared_but_unconfigured_region_runs_the_function_every_time() {
 #[derive(Debug)]
 struct Down;
 
-impl dogpile::Backend for Down {
+impl dogpile::backend::Backend for Down {
     fn name(&self) -> &'static str {
         "down"
     }

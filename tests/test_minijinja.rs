@@ -5,10 +5,10 @@
 
 mod support;
 
-use dogpile::backend::BlockingBackend;
+use dogpile::backend::{Backend, BackendError, BlockingBackend, Value as Stored, ValueKind};
 use dogpile::backends::MemoryBackend;
 use dogpile::minijinja::{Fragment, FragmentCache, add_to_env};
-use dogpile::{Backend, BackendError, MockClock, Region, Value as Stored, ValueKind};
+use dogpile::{MockClock, Region};
 use minijinja::value::Value;
 use minijinja::{AutoEscape, Environment, ErrorKind, context};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,8 +4,9 @@
 
 mod support;
 
+use dogpile::backend::Backend;
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend, NullBackend};
-use dogpile::{Backend, CreateOptions, Error, MockClock, Region};
+use dogpile::{CreateOptions, Error, MockClock, Region};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};

@@ -3,9 +3,11 @@
 
 mod support;
 
-use dogpile::backend::{Acquire, AsyncBackend, BlockingBackend, BoxFuture, Lease, ready};
+use dogpile::backend::{
+    Acquire, AsyncBackend, Backend, BackendError, BlockingBackend, BoxFuture, Lease, Value, ValueKind, ready,
+};
 use dogpile::backends::{BoundedMemoryBackend, MemoryBackend};
-use dogpile::{Backend, BackendError, Clock, Expiration, Invalidation, MockClock, Region, Value, ValueKind};
+use dogpile::{Clock, Expiration, Invalidation, MockClock, Region};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};

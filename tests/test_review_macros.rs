@@ -3,9 +3,9 @@
 //! the suite stays green. Run them with `--include-ignored`; each fails now.
 //! Every test uses its own region (the registry is process-wide).
 
-use dogpile::backend::{AsyncBackend, BlockingBackend, BoxFuture};
+use dogpile::backend::{AsyncBackend, Backend, BackendError, BlockingBackend, BoxFuture, Value, ValueKind};
 use dogpile::backends::MemoryBackend;
-use dogpile::{Backend, BackendError, Region, RegionConfig, Value, ValueKind, cached};
+use dogpile::{Region, RegionConfig, cached};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};

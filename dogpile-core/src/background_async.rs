@@ -90,7 +90,7 @@ impl Region {
     {
         let start = self.creation_start();
         let counter = PanicCounter(&self);
-        let value = run_marked(&[&held.local], creator).await;
+        let value = run_marked(&[held.local()], creator).await;
         std::mem::forget(counter);
         self.count(Counter::Creations);
         if opts.accepts(&value) {

@@ -181,11 +181,11 @@ impl Region {
         F: FnOnce() -> T + Send + 'static,
     {
         let mut spawn = |creator: F, held: Held, skey: String, exp: Expiration, opts: CreateOptions<T>| {
-            held.local.clear_thread();
+            held.local().clear_thread();
             let region = self.clone();
             let job = Box::new(move || {
                 // Now the runner's thread runs the creator.
-                held.local.mark_thread();
+                held.local().mark_thread();
                 let start = region.creation_start();
                 let counter = PanicCounter(&region);
                 let value = creator();
@@ -338,7 +338,7 @@ impl Region {
                 Step::Create { background } => {
                     let local = local.take().expect("the flow creates under the in-process lock");
                     return Ok(Settled::Create(Creating {
-                        held: Held { lease, local },
+                        held: Held::new(lease, local),
                         stale: stale.map(|(v, _)| v),
                         background,
                     }));

@@ -57,8 +57,8 @@ impl Backend for NoBackendYet {
     fn name(&self) -> &'static str {
         "none"
     }
-    fn value_kind(&self) -> crate::ValueKind {
-        crate::ValueKind::Object
+    fn value_kind(&self) -> crate::backend::ValueKind {
+        crate::backend::ValueKind::Object
     }
     fn blocking(&self) -> Option<&dyn BlockingBackend> {
         Some(self)
@@ -69,13 +69,13 @@ impl Backend for NoBackendYet {
 }
 
 impl BlockingBackend for NoBackendYet {
-    fn get(&self, _: &str) -> Result<Option<crate::Value>, crate::BackendError> {
+    fn get(&self, _: &str) -> Result<Option<crate::backend::Value>, crate::backend::BackendError> {
         Ok(None)
     }
-    fn set(&self, _: &str, _: crate::Value, _: Option<Duration>) -> Result<(), crate::BackendError> {
+    fn set(&self, _: &str, _: crate::backend::Value, _: Option<Duration>) -> Result<(), crate::backend::BackendError> {
         Ok(())
     }
-    fn delete(&self, _: &str) -> Result<(), crate::BackendError> {
+    fn delete(&self, _: &str) -> Result<(), crate::backend::BackendError> {
         Ok(())
     }
 }

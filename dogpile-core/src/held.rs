@@ -2,7 +2,11 @@
 //! shared between processes, its lease. Both are released when the creation
 //! ends, however it ends (return, error, panic, a dropped future): the lease
 //! first, so that an in-process waiter woken by the local release finds it
-//! free.
+//! free. A lease dropped with an async creator (cancelled, or panicking) is
+//! released away from the dropping thread, and the in-process lock goes with
+//! that release, after it. (A lease still on its way in `read_and_lease`
+//! when its caller is cancelled is released by the backend's
+//! `ReleaseOnDrop`, possibly after the in-process lock.)
 
 use crate::backend::lease::release_detached;
 use crate::backend::{BackendError, Lease};
@@ -52,7 +56,7 @@ impl LeaseGuard {
     /// Releases the lease without blocking the executor. The guard keeps the
     /// lease until the release is done, so a future dropped during it still
     /// releases it on drop.
-    pub(crate) async fn release_async(mut self) {
+    async fn release_async(&mut self) {
         self.stop_keep_alive();
         let Some(lease) = self.lease.clone() else { return };
         let result = match self.origin {
@@ -63,6 +67,28 @@ impl LeaseGuard {
         };
         self.lease = None;
         self.report(result);
+    }
+
+    /// Releases the lease from a drop, then lets `then` (the key's
+    /// in-process lock) go: here and now for a lease of the blocking
+    /// interface; otherwise (an async creator cancelled or panicking) away
+    /// from this thread, perhaps an executor's, with `then` carried along,
+    /// so that the in-process lock still goes second.
+    fn release_on_drop(&mut self, then: Option<KeyGuard>) {
+        self.stop_keep_alive();
+        // Released already: `then` goes now.
+        let Some(lease) = self.lease.take() else { return };
+        if self.origin == Origin::Blocking {
+            let result = block_on(lease.release());
+            self.report(result);
+            drop(then);
+            return;
+        }
+        let (region, key) = (self.region.clone(), std::mem::take(&mut self.key));
+        release_detached(lease, move |result| {
+            report(&region, &key, result);
+            drop(then);
+        });
     }
 
     fn report(&self, result: Result<bool, BackendError>) {
@@ -94,34 +120,45 @@ async fn offload_release(lease: Arc<dyn Lease>) -> Result<bool, BackendError> {
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        self.stop_keep_alive();
-        let Some(lease) = self.lease.take() else { return };
-        if self.origin == Origin::Blocking {
-            let result = block_on(lease.release());
-            return self.report(result);
-        }
-        // An async creator was cancelled or panicked: release away from this
-        // thread, perhaps an executor's.
-        let (region, key) = (self.region.clone(), std::mem::take(&mut self.key));
-        release_detached(lease, move |result| report(&region, &key, result));
+        self.release_on_drop(None);
     }
 }
 
-/// The locks held while creating one key. Fields drop in order: the lease
-/// goes first.
+/// The locks held while creating one key, released the lease first however
+/// the creation ends (see the module docs).
 pub(crate) struct Held {
-    pub(crate) lease: Option<LeaseGuard>,
-    pub(crate) local: KeyGuard,
+    lease: Option<LeaseGuard>,
+    /// `Some` until the drop.
+    local: Option<KeyGuard>,
 }
 
 impl Held {
-    /// Releases both, the lease through the async path.
-    pub(crate) async fn release_async(self) {
-        let Held { lease, local } = self;
-        if let Some(lease) = lease {
+    pub(crate) fn new(lease: Option<LeaseGuard>, local: KeyGuard) -> Self {
+        Held { lease, local: Some(local) }
+    }
+
+    /// The key's in-process lock.
+    pub(crate) fn local(&self) -> &KeyGuard {
+        self.local.as_ref().expect("held until dropped")
+    }
+
+    /// Releases both, the lease through the async path. Dropped during the
+    /// release (a cancelled caller), the guard finishes it on drop, the
+    /// in-process lock still second.
+    pub(crate) async fn release_async(mut self) {
+        if let Some(lease) = &mut self.lease {
             lease.release_async().await;
         }
-        drop(local);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let local = self.local.take();
+        match &mut self.lease {
+            Some(lease) => lease.release_on_drop(local),
+            None => drop(local),
+        }
     }
 }
 

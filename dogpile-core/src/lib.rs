@@ -43,7 +43,6 @@ mod stats;
 mod timer;
 mod value;
 
-pub use backend::{Backend, BackendError, Value, ValueKind};
 #[cfg(feature = "tokio")]
 pub use background_async::TokioRunner;
 pub use builder::{KeyMangler, NoBackendYet, RegionBuilder};

@@ -137,7 +137,7 @@ impl Region {
         created: &[T],
         opts: &CreateOptions<T>,
         start: u64,
-    ) -> Result<Vec<(&'c str, crate::Value)>, Error> {
+    ) -> Result<Vec<(&'c str, crate::backend::Value)>, Error> {
         // Each key's call ran the creator: a miss (see `Stats`).
         self.inner.stats.add(Counter::Misses, claims.len() as u64);
         if created.len() != claims.len() {

@@ -281,7 +281,7 @@ impl Region {
         let start = self.creation_start();
         // Counts a panic or a cancellation (the future dropped at this await).
         let counter = PanicCounter(self);
-        let result = map(run_marked(&[&held.local], creator).await);
+        let result = map(run_marked(&[held.local()], creator).await);
         std::mem::forget(counter);
         let out = match result {
             Ok(value) => {
@@ -385,28 +385,32 @@ impl Region {
                 Step::Create { background } => {
                     let local = local.take().expect("the flow creates under the in-process lock");
                     return Ok(Settled::Create(Creating {
-                        held: Held { lease, local },
+                        held: Held::new(lease, local),
                         stale: stale.map(|(v, _)| v),
                         background,
                     }));
                 }
                 Step::Return(counter) => {
                     self.count(counter);
-                    if let Some(lease) = lease.take() {
-                        lease.release_async().await;
-                    }
+                    Self::release_unused(&mut lease, &mut local).await;
                     return Ok(Settled::Ready(last.expect("the flow returns a value it was told of")));
                 }
                 Step::ReturnStale => {
                     self.count(Counter::StaleServed);
-                    if let Some(lease) = lease.take() {
-                        lease.release_async().await;
-                    }
+                    Self::release_unused(&mut lease, &mut local).await;
                     return Ok(Settled::Ready(stale.expect("the flow serves a stale value it was told of").0));
                 }
                 Step::Fail => return Err(lease_error.take().expect("the flow fails on a lease error")),
             };
             step = flow.on(event);
+        }
+    }
+
+    /// Releases a lease won for nothing (the value was there), the
+    /// in-process lock after it, also if this future is dropped meanwhile.
+    async fn release_unused(lease: &mut Option<LeaseGuard>, local: &mut Option<KeyGuard>) {
+        if let (Some(lease), Some(local)) = (lease.take(), local.take()) {
+            Held::new(Some(lease), local).release_async().await;
         }
     }
 
@@ -536,7 +540,7 @@ impl Region {
             let start = self.creation_start();
             // Counts a panic or a cancellation of the creator.
             let counter = PanicCounter(self);
-            let guards: Vec<&KeyGuard> = claims.iter().map(|c| &c.held.local).collect();
+            let guards: Vec<&KeyGuard> = claims.iter().map(|c| c.held.local()).collect();
             let created = run_marked(&guards, || creator(to_create)).await;
             std::mem::forget(counter);
             let stored = match self.created_batch(&claims, &created, opts, start) {
@@ -589,13 +593,13 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn concurrent_multi_key_tasks_create_each_key_once() {
         #[derive(Debug)]
-        struct Map(std::sync::Mutex<HashMap<String, crate::Value>>);
-        impl crate::Backend for Map {
+        struct Map(std::sync::Mutex<HashMap<String, crate::backend::Value>>);
+        impl crate::backend::Backend for Map {
             fn name(&self) -> &'static str {
                 "map"
             }
-            fn value_kind(&self) -> crate::ValueKind {
-                crate::ValueKind::Object
+            fn value_kind(&self) -> crate::backend::ValueKind {
+                crate::backend::ValueKind::Object
             }
             fn blocking(&self) -> Option<&dyn crate::backend::BlockingBackend> {
                 Some(self)
@@ -605,19 +609,19 @@ mod tests {
             }
         }
         impl crate::backend::BlockingBackend for Map {
-            fn get(&self, key: &str) -> Result<Option<crate::Value>, crate::BackendError> {
+            fn get(&self, key: &str) -> Result<Option<crate::backend::Value>, crate::backend::BackendError> {
                 Ok(self.0.lock().unwrap().get(key).cloned())
             }
             fn set(
                 &self,
                 key: &str,
-                v: crate::Value,
+                v: crate::backend::Value,
                 _: Option<std::time::Duration>,
-            ) -> Result<(), crate::BackendError> {
+            ) -> Result<(), crate::backend::BackendError> {
                 self.0.lock().unwrap().insert(key.to_owned(), v);
                 Ok(())
             }
-            fn delete(&self, key: &str) -> Result<(), crate::BackendError> {
+            fn delete(&self, key: &str) -> Result<(), crate::backend::BackendError> {
                 self.0.lock().unwrap().remove(key);
                 Ok(())
             }

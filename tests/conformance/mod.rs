@@ -212,19 +212,52 @@ pub fn threaded_multi_key_creates_each_key_once(backend: Arc<dyn Backend>, store
     }
 }
 
-/// A creator's error and a creator's panic both free the key's lock: the
+/// A creator's error, a creator's panic and an async creator's panic free
+/// the key's lock: the in-process lock, and on a backend that issues leases
+/// the lease, released rather than left to expire. The region's leases here
+/// live an hour, so a lease that another process (a lease asked of the
+/// backend directly) takes at once after the failure was released. The
 /// next caller creates.
 pub fn creator_error_and_panic_free_the_lock(backend: Arc<dyn Backend>, _stores: Stores) {
-    let r = region(backend, Duration::from_secs(3600));
+    let r = Region::builder("conformance")
+        .backend_arc(backend.clone())
+        .expiration(Duration::from_secs(3600))
+        .lock_timeout(Duration::from_secs(3600))
+        .build();
+    let lease_is_free = |after: &str| {
+        if !backend.issues_leases() {
+            return;
+        }
+        let taken = lease(&backend, "k", Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("after {after}, the key's lease is still held (it would expire in an hour)"));
+        assert!(now(taken.release()).unwrap());
+    };
     let failed: Result<u32, _> = r.try_get_or_create("k", || Err::<u32, &str>("no"));
     assert!(failed.is_err());
     assert!(!r.is_locked("k"));
+    lease_is_free("a creator's error");
     let r2 = r.clone();
     let panicked = std::thread::spawn(move || r2.get_or_create::<u32, _>("k", || panic!("creator panics"))).join();
     assert!(panicked.is_err(), "the panic reaches the creator's caller");
     assert!(!r.is_locked("k"));
+    lease_is_free("a creator's panic");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let r2 = r.clone();
+    let task =
+        rt.spawn(
+            async move { r2.get_or_create_async::<u32, _, _>("k", || async { panic!("async creator panics") }).await },
+        );
+    assert!(rt.block_on(task).unwrap_err().is_panic(), "the panic reaches the creator's task");
+    // The lease of a creator unwinding on an executor thread is released
+    // away from it, and the in-process lock goes after the lease.
+    let deadline = Instant::now() + HANG;
+    while r.is_locked("k") {
+        assert!(Instant::now() < deadline, "the in-process lock of a panicked async creator is never released");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    lease_is_free("an async creator's panic");
     assert_eq!(r.get_or_create("k", || 5u32).unwrap(), 5);
-    assert_eq!(r.stats().creation_errors, 2);
+    assert_eq!(r.stats().creation_errors, 3);
 }
 
 /// Bytes that are not a valid value for the reader (garbage in a byte
@@ -521,7 +554,7 @@ macro_rules! conformance_suite {
         mod $name {
             use super::*;
 
-            fn make() -> ::std::sync::Arc<dyn ::dogpile::Backend> {
+            fn make() -> ::std::sync::Arc<dyn ::dogpile::backend::Backend> {
                 ($make)()
             }
 

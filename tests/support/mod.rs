@@ -5,8 +5,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use dogpile::backend::{Acquire, BlockingBackend, BoxFuture, Lease, Meta, ready};
-use dogpile::{Backend, BackendError, Job, Runner, Value, ValueKind};
+use dogpile::backend::{
+    Acquire, Backend, BackendError, BlockingBackend, BoxFuture, Lease, Meta, Value, ValueKind, ready,
+};
+use dogpile::{Job, Runner};
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;

@@ -6,7 +6,7 @@
 
 #[path = "../support_watchdog/mod.rs"]
 mod support_watchdog;
-use dogpile::Backend;
+use dogpile::backend::Backend;
 use dogpile::backends::RedisBackend;
 use std::net::TcpListener;
 use std::path::PathBuf;

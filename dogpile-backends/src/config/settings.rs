@@ -1,7 +1,7 @@
 //! The trait every backend's settings type implements.
 
 use super::ConfigError;
-use dogpile_core::Backend;
+use dogpile_core::backend::Backend;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 
 use super::args::{fields_of, from_args};
 use super::{Args, BackendSettings, ConfigError};
-use dogpile_core::Backend;
+use dogpile_core::backend::Backend;
 use std::fmt;
 use std::sync::Arc;
 

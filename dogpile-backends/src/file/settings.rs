@@ -2,7 +2,7 @@
 
 use super::FileBackend;
 use crate::config::{BackendSettings, ConfigError};
-use dogpile_core::Backend;
+use dogpile_core::backend::Backend;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;

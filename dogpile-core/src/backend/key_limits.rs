@@ -25,7 +25,7 @@ const MARKER: &str = "dpk:";
 /// `dpk:` + 64 hex digits + `:`.
 const DIGEST_FORM_LEN: usize = MARKER.len() + 64 + 1;
 
-/// The keys a backend accepts (see [`Backend::key_limits`](crate::Backend::key_limits)).
+/// The keys a backend accepts (see [`Backend::key_limits`](crate::backend::Backend::key_limits)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyLimits {
