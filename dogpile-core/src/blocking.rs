@@ -126,17 +126,36 @@ impl Region {
     /// assert_eq!(v, "hello");
     /// # Ok::<(), Error>(())
     /// ```
+    #[inline]
     pub fn get_or_create<T, F>(&self, key: &str, creator: F) -> Result<T, Error>
     where
         T: CacheValue,
         F: FnOnce() -> T,
     {
+        if let Some(v) = self.hit(key, self.inner.expiration) {
+            return Ok(v);
+        }
         self.get_or_create_with(key, &CreateOptions::new(), creator)
     }
 
     /// [`get_or_create`](Self::get_or_create) with per-call options
     /// (expiration override, should-cache predicate).
+    #[inline]
     pub fn get_or_create_with<T, F>(&self, key: &str, opts: &CreateOptions<T>, creator: F) -> Result<T, Error>
+    where
+        T: CacheValue,
+        F: FnOnce() -> T,
+    {
+        if let Some(v) = self.hit(key, opts.expiration.unwrap_or(self.inner.expiration)) {
+            return Ok(v);
+        }
+        self.create_or_wait(key, opts, creator)
+    }
+
+    /// The rest of [`get_or_create_with`](Self::get_or_create_with) after
+    /// its hit step, kept out of line so that the hit inlines small.
+    #[inline(never)]
+    fn create_or_wait<T, F>(&self, key: &str, opts: &CreateOptions<T>, creator: F) -> Result<T, Error>
     where
         T: CacheValue,
         F: FnOnce() -> T,
@@ -144,20 +163,40 @@ impl Region {
         self.engine::<T, Infallible, _>(key, opts, || Ok(creator()), None).map_err(TryCreateError::into_cache)
     }
 
+    /// The hit step the public calls inline into their caller: a fresh value
+    /// of an in-process map, counted, returned in registers (a `Result`
+    /// carrying an `Error` comes back through memory, and reading a value
+    /// back from there right after it was written stalls the caller). `None`
+    /// for everything else, which takes the engine (which looks again).
+    #[inline(always)]
+    fn hit<T: CacheValue>(&self, key: &str, exp: Expiration) -> Option<T> {
+        if self.inner.fast_map.is_none() {
+            return None;
+        }
+        let v = self.fresh_in_process::<T>(&self.storage_key(key), exp, true)?;
+        self.count(Counter::Hits);
+        Some(v)
+    }
+
     /// The fallible twin: a creator returning `Err` stores nothing, releases
     /// the lock (waiters go on) and its error comes back as
     /// [`TryCreateError::Creator`]; with
     /// [`stale_if_error`](crate::RegionBuilder::stale_if_error) a stale value
     /// is served instead.
+    #[inline]
     pub fn try_get_or_create<T, E, F>(&self, key: &str, creator: F) -> Result<T, TryCreateError<E>>
     where
         T: CacheValue,
         F: FnOnce() -> Result<T, E>,
     {
+        if let Some(v) = self.hit(key, self.inner.expiration) {
+            return Ok(v);
+        }
         self.engine(key, &CreateOptions::new(), creator, None)
     }
 
     /// [`try_get_or_create`](Self::try_get_or_create) with per-call options.
+    #[inline]
     pub fn try_get_or_create_with<T, E, F>(
         &self,
         key: &str,
@@ -168,6 +207,9 @@ impl Region {
         T: CacheValue,
         F: FnOnce() -> Result<T, E>,
     {
+        if let Some(v) = self.hit(key, opts.expiration.unwrap_or(self.inner.expiration)) {
+            return Ok(v);
+        }
         self.engine(key, opts, creator, None)
     }
 
