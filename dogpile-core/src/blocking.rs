@@ -170,9 +170,8 @@ impl Region {
     /// for everything else, which takes the engine (which looks again).
     #[inline(always)]
     fn hit<T: CacheValue>(&self, key: &str, exp: Expiration) -> Option<T> {
-        if self.inner.fast_map.is_none() {
-            return None;
-        }
+        // Byte backends never hit here: no storage key built for them.
+        self.inner.fast_map.as_ref()?;
         let v = self.fresh_in_process::<T>(&self.storage_key(key), exp, true)?;
         self.count(Counter::Hits);
         Some(v)
