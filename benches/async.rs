@@ -21,6 +21,9 @@
 //! filter such as `w3` for one workload). With `DOGPILE_BENCH_OUT` set, the
 //! tables also go to `$DOGPILE_BENCH_OUT/async.md`.
 
+#[path = "shared/order.rs"]
+mod order;
+
 use cached::macros::cached;
 use criterion::{Criterion, SamplingMode};
 use dogpile::Region;
@@ -61,18 +64,10 @@ fn value_for(tag: &str, k: u64) -> String {
     s
 }
 
-/// A fixed pseudo-random visiting order of the W1 keys (xorshift
-/// Fisher-Yates), the same for every contender.
+/// A fixed pseudo-random visiting order of the W1 keys, the same for every
+/// contender.
 fn visit_order() -> Vec<u64> {
-    let mut order: Vec<u64> = (0..KEYS).collect();
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    for i in (1..order.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        order.swap(i, (x % (i as u64 + 1)) as usize);
-    }
-    order
+    order::permutation(KEYS, 0x2545_F491_4F6C_DD1D)
 }
 
 tokio::task_local! {

@@ -19,6 +19,9 @@
 //! `cargo bench -p dogpile-benches --bench file`; under `cargo test` each
 //! custom workload runs one round.
 
+#[path = "shared/order.rs"]
+mod order;
+
 use criterion::Criterion;
 use dogpile::Region;
 use dogpile::backends::FileBackend;
@@ -61,20 +64,11 @@ fn key_str(k: u64) -> String {
     format!("bench::value|{k}")
 }
 
-/// The order in which W1 visits the keys: a fixed pseudo-random
-/// permutation of `0..KEYS` (Fisher-Yates with a small xorshift generator,
-/// the seed of the memory benchmarks), so that a read does not follow the
-/// order the files were written in.
+/// The order in which W1 visits the keys (the permutation of the memory
+/// benchmarks), so that a read does not follow the order the files were
+/// written in.
 fn visit_order() -> Vec<usize> {
-    let mut order: Vec<usize> = (0..KEYS as usize).collect();
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for i in (1..order.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        order.swap(i, (x % (i as u64 + 1)) as usize);
-    }
-    order
+    order::permutation(KEYS, order::SEED).into_iter().map(|k| k as usize).collect()
 }
 
 fn region(dir: &Path, expiration: Duration) -> Region {

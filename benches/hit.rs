@@ -32,6 +32,9 @@
 //! `DOGPILE_HIT_THREADS` threads at once (default 1; the figure printed is
 //! the slowest thread's ns per call).
 
+#[path = "shared/order.rs"]
+mod order;
+
 use dogpile::Region;
 use dogpile::backends::MemoryBackend;
 use std::hint::black_box;
@@ -216,14 +219,7 @@ fn run<T, F: Fn(u64) -> T>(order: &[u64], f: F) -> Duration {
 /// The visit order: every key, a fixed pseudo-random permutation, repeated
 /// `reps` times.
 fn order(reps: usize) -> Vec<u64> {
-    let mut one: Vec<u64> = (0..KEYS).collect();
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for i in (1..one.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        one.swap(i, (x % (i as u64 + 1)) as usize);
-    }
+    let one = order::permutation(KEYS, order::SEED);
     one.iter().copied().cycle().take(one.len() * reps).collect()
 }
 

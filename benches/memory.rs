@@ -17,6 +17,8 @@
 //! `valgrind --tool=callgrind`.
 
 mod common;
+#[path = "shared/order.rs"]
+mod order;
 
 use common::hit::{Hit, Visit, hit_loop, interleaved, step};
 use common::peers::{

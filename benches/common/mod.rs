@@ -41,17 +41,7 @@ pub(crate) fn value_for(tag: &str, k: u64) -> String {
 /// The order in which the hit workloads visit the keys: a fixed
 /// pseudo-random permutation of `0..KEYS`, the same for every contender.
 pub(crate) fn visit_order() -> Vec<u64> {
-    let mut order: Vec<u64> = (0..KEYS as u64).collect();
-    // Fisher-Yates with a small xorshift generator (fixed seed).
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for i in (1..order.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let j = (x % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
-    order
+    crate::order::permutation(KEYS as u64, crate::order::SEED)
 }
 
 thread_local! {
