@@ -254,6 +254,9 @@ impl<C> OptionsRef<'_, C> {
     }
 }
 
+/// The first capacity of a thread's key buffer.
+const KEY_BUFFER_CAPACITY: usize = 256;
+
 thread_local! {
     /// A reusable key buffer: a cache hit builds its key without allocating.
     static KEY_BUFFER: Cell<String> = const { Cell::new(String::new()) };
@@ -276,6 +279,14 @@ impl Site {
 fn with_key<A, R>(site: &Site, args: A, write: impl FnOnce(&A, &mut String), f: impl FnOnce(&str, A) -> R) -> R {
     KEY_BUFFER.with(|cell| {
         let mut buffer = cell.take();
+        if buffer.capacity() == 0 {
+            // A first small allocation of two threads' buffers can land in
+            // one cache line, which each thread then writes on every call
+            // (false sharing: +30 ns per call on two threads, BENCHMARKS.md
+            // issue 13); a larger first allocation keeps the bytes a key
+            // uses apart from another thread's.
+            buffer.reserve(KEY_BUFFER_CAPACITY);
+        }
         buffer.clear();
         site.write_key(&mut buffer, &args, write);
         let r = f(&buffer, args);
