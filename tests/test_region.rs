@@ -218,6 +218,53 @@ fn early_refresh_regenerates_a_fresh_value_whose_creation_took_long() {
     }
 }
 
+/// The share of early refreshes of a value whose XFetch odds are one half:
+/// created in 10 s, looked at 6.93 s (10 s x ln 2, beta 1) before it
+/// expires, `TRIALS` times. Each call must draw once: a second draw on the
+/// way through the region would square the odds (one quarter).
+fn early_refresh_share(async_calls: bool) -> f64 {
+    const TRIALS: u32 = 2000;
+    let clock = MockClock::new();
+    let region = Region::builder("early-odds")
+        .backend(MemoryBackend::new())
+        .expiration(Duration::from_secs(100))
+        .clock(clock.clone())
+        .early_refresh(1.0)
+        .build();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut refreshed = 0;
+    for _ in 0..TRIALS {
+        region.delete("k").unwrap();
+        let c = clock.clone();
+        region
+            .get_or_create("k", move || {
+                c.advance(Duration::from_secs(10));
+                1u32
+            })
+            .unwrap();
+        // Created at t, now t + 10 s; expires at t + 100 s. Left: 6.93 s.
+        clock.advance(Duration::from_secs(90) - Duration::from_secs_f64(10.0 * std::f64::consts::LN_2));
+        let v = if async_calls {
+            runtime.block_on(region.get_or_create_async("k", || async { 2u32 })).unwrap()
+        } else {
+            region.get_or_create("k", || 2u32).unwrap()
+        };
+        refreshed += u32::from(v == 2);
+    }
+    f64::from(refreshed) / f64::from(TRIALS)
+}
+
+#[test]
+fn early_refresh_draws_once_per_call_so_its_odds_are_xfetchs() {
+    for async_calls in [false, true] {
+        let share = early_refresh_share(async_calls);
+        assert!(
+            (0.4..0.6).contains(&share),
+            "async {async_calls}: {share} of the calls refreshed early, expected about one half"
+        );
+    }
+}
+
 #[test]
 fn without_early_refresh_a_fresh_value_is_never_regenerated() {
     let clock = MockClock::new();

@@ -357,6 +357,11 @@ impl Region {
     /// into the caller, so the value comes back in registers.
     #[inline(always)]
     pub(crate) fn fresh_in_process<T: CacheValue>(&self, skey: &str, exp: Expiration, early: bool) -> Option<T> {
+        if early && self.inner.early_refresh.is_some() {
+            // Early refresh draws once per call, in the read that follows
+            // (`lookup`): a draw here too would square its odds.
+            return None;
+        }
         let map = self.inner.fast_map.as_deref()?;
         let now = self.inner.clock.now_coarse();
         map.with(skey, |value| {
