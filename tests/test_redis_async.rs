@@ -156,3 +156,42 @@ fn a_backend_outlives_the_runtime_it_was_first_used_from() {
     let mut con = raw(&server.url());
     assert_eq!(keys(&mut con, &format!("{prefix}*:lease")), Vec::<String>::new(), "every lease was released");
 }
+
+/// Regression: an async creator dropped by a timeout on a current-thread
+/// runtime that is then no longer driven must not keep its key's in-process
+/// lock until its lease's release ends. That release needs the runtime, and
+/// a blocking caller on the same thread waiting for the lock would wait
+/// forever. The blocking caller waits for the lease instead (it expires:
+/// its keeper stopped with the creator), then creates.
+#[test]
+fn a_timed_out_async_creator_leaves_its_key_to_blocking_callers_of_its_thread() {
+    let server = RedisServer::start();
+    let region = Region::builder("redis_async_dropped_creator")
+        .backend(backend_at(&server.url(), &fresh_prefix()))
+        .expiration(Duration::from_secs(3600))
+        .lock_timeout(Duration::from_secs(1))
+        .lease_keep_alive(Duration::from_millis(250))
+        .build();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let creation = region.get_or_create_async("k", || async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        1u32
+    });
+    let timed_out = rt.block_on(async { tokio::time::timeout(Duration::from_millis(300), creation).await });
+    assert!(timed_out.is_err(), "the creator is dropped by the timeout");
+    // The runtime is not driven any more. A hang here is this test failing:
+    // a watchdog ends the process with a message.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = done.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(HANG);
+        if !watched.load(Ordering::SeqCst) {
+            eprintln!("a blocking caller still waits for the key's in-process lock after {HANG:?}");
+            std::process::exit(101);
+        }
+    });
+    let value = region.get_or_create("k", || 2u32).unwrap();
+    done.store(true, Ordering::SeqCst);
+    assert_eq!(value, 2, "the blocking caller creates once the dropped creator's lease is gone");
+    drop(rt);
+}

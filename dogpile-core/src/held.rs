@@ -2,11 +2,11 @@
 //! shared between processes, its lease. Both are released when the creation
 //! ends, however it ends (return, error, panic, a dropped future): the lease
 //! first, so that an in-process waiter woken by the local release finds it
-//! free. A lease dropped with an async creator (cancelled, or panicking) is
-//! released away from the dropping thread, and the in-process lock goes with
-//! that release, after it. (A lease still on its way in `read_and_lease`
-//! when its caller is cancelled is released by the backend's
-//! `ReleaseOnDrop`, possibly after the in-process lock.)
+//! free. Except when an async creator is dropped (cancelled, or panicking):
+//! its lease is released away from the dropping thread and its in-process
+//! lock goes at once (see `LeaseGuard::release_on_drop`), as does a lease
+//! still on its way in `read_and_lease` when its caller is cancelled
+//! (released by the backend's `ReleaseOnDrop`).
 
 use crate::backend::lease::release_detached;
 use crate::backend::{BackendError, Lease};
@@ -71,9 +71,12 @@ impl LeaseGuard {
 
     /// Releases the lease from a drop, then lets `then` (the key's
     /// in-process lock) go: here and now for a lease of the blocking
-    /// interface; otherwise (an async creator cancelled or panicking) away
-    /// from this thread, perhaps an executor's, with `then` carried along,
-    /// so that the in-process lock still goes second.
+    /// interface. Otherwise (an async creator cancelled or panicking) the
+    /// lease is released away from this thread, perhaps an executor's, and
+    /// the in-process lock goes at once: carried along, it would wait for a
+    /// release task that may never run (a runtime no longer driven while a
+    /// blocking caller on its thread waits for that lock). A caller woken
+    /// meanwhile may find the lease held a moment longer and wait for it.
     fn release_on_drop(&mut self, then: Option<KeyGuard>) {
         self.stop_keep_alive();
         // Released already: `then` goes now.
@@ -85,10 +88,8 @@ impl LeaseGuard {
             return;
         }
         let (region, key) = (self.region.clone(), std::mem::take(&mut self.key));
-        release_detached(lease, move |result| {
-            report(&region, &key, result);
-            drop(then);
-        });
+        release_detached(lease, move |result| report(&region, &key, result));
+        drop(then);
     }
 
     fn report(&self, result: Result<bool, BackendError>) {
