@@ -6,10 +6,12 @@
 //! packets) would block every new connection without bound. Here each
 //! Sentinel is asked `SENTINEL get-master-addr-by-name` over a connection
 //! with the backend's connect and I/O timeouts, in the order given; the
-//! address is confirmed with `ROLE` before it is used, so writes never go to
-//! a server that is no longer the master. When no Sentinel answers, the
-//! master found last is tried (confirmed by `ROLE` too): a hung Sentinel
-//! then costs a timeout per new connection, not the cache.
+//! address is confirmed with `ROLE` before it is used, so writes go only to
+//! a server that calls itself the master (an old master cut off from the
+//! Sentinels may still do so). Only when no Sentinel answers at all is the
+//! master found last tried (confirmed by `ROLE` too): a hung Sentinel then
+//! costs a timeout per new connection, not the cache. When a Sentinel named
+//! a master that cannot be used, the call fails instead.
 
 use super::connection::{Timeouts, error};
 use dogpile_core::backend::BackendError;
@@ -51,8 +53,13 @@ impl Sentinels {
     /// A new connection to the current master, with `timeouts` set on it.
     pub(crate) fn connect_master(&self, timeouts: Timeouts) -> Result<redis::Connection, BackendError> {
         let mut last_error = None;
+        // Whether a Sentinel named a master (which could then not be used):
+        // the master found last is then not tried, it may be the one that
+        // was demoted.
+        let mut named = false;
         for i in 0..self.sentinels.len() {
             let found = self.ask(i, timeouts).and_then(|addr| {
+                named = true;
                 let con = self.confirmed_master(&addr, timeouts)?;
                 Ok((addr, con))
             });
@@ -64,7 +71,7 @@ impl Sentinels {
                 Err(e) => last_error = Some(e),
             }
         }
-        let known = lock(&self.last_master).clone();
+        let known = if named { None } else { lock(&self.last_master).clone() };
         let sentinel_error = last_error.map_or_else(String::new, |e| e.to_string());
         match known.map(|addr| self.confirmed_master(&addr, timeouts)) {
             Some(Ok(con)) => Ok(con),
