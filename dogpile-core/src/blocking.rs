@@ -170,9 +170,14 @@ impl Region {
     /// for everything else, which takes the engine (which looks again).
     #[inline(always)]
     fn hit<T: CacheValue>(&self, key: &str, exp: Expiration) -> Option<T> {
-        // Byte backends never hit here: no storage key built for them.
+        // Only plain keys of an in-process map: a key the region maps (a
+        // mangler, key limits) is mapped once, by the engine, and so are
+        // byte backends' keys.
         self.inner.fast_map.as_ref()?;
-        let v = self.fresh_in_process::<T>(&self.storage_key(key), exp, true)?;
+        if self.inner.key_mangler.is_some() || self.inner.key_limits.is_some() {
+            return None;
+        }
+        let v = self.fresh_in_process::<T>(key, exp, true)?;
         self.count(Counter::Hits);
         Some(v)
     }
