@@ -80,11 +80,53 @@ pub(crate) struct Inner {
 }
 
 /// Which deployment a [`RedisBuilder`] connects to.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Target {
     Url(String),
     Sentinel { sentinels: Vec<String>, service: String, db: i64 },
     Cluster { nodes: Vec<String> },
+}
+
+impl std::fmt::Debug for Target {
+    /// URLs with their passwords redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all = |urls: &[String]| urls.iter().map(|u| redacted(u)).collect::<Vec<_>>();
+        match self {
+            Target::Url(url) => f.debug_tuple("Url").field(&redacted(url)).finish(),
+            Target::Sentinel { sentinels, service, db } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", &all(sentinels))
+                .field("service", service)
+                .field("db", db)
+                .finish(),
+            Target::Cluster { nodes } => f.debug_struct("Cluster").field("nodes", &all(nodes)).finish(),
+        }
+    }
+}
+
+/// `url` with the password of its user part (`scheme://user:password@host`)
+/// replaced by `***`, for messages and `Debug`.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let rest = &url[start..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else { return url.to_owned() };
+    let Some(colon) = authority[..at].find(':') else { return url.to_owned() };
+    format!("{}{}:***{}", &url[..start], &authority[..colon], &url[start + at..])
+}
+
+#[cfg(test)]
+mod redaction {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_redacted_and_nothing_else() {
+        assert_eq!(redacted("redis://user:secret@host:6379/0"), "redis://user:***@host:6379/0");
+        assert_eq!(redacted("rediss://:secret@host"), "rediss://:***@host");
+        assert_eq!(redacted("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redacted("redis://user@host"), "redis://user@host");
+        assert_eq!(redacted("not a url"), "not a url");
+    }
 }
 
 /// Settings of a [`RedisBackend`] before it is built (no connection is made

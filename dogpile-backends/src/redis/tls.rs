@@ -43,7 +43,10 @@ mod client {
             if !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
                 return Err(BackendError::new(
                     NAME,
-                    format!("`tls_ca_file` and the client certificate are for `rediss://` URLs, not {url:?}"),
+                    format!(
+                        "`tls_ca_file` and the client certificate are for `rediss://` URLs, not {:?}",
+                        crate::redis::redacted(url)
+                    ),
                 ));
             }
             let root_cert = self.ca.as_deref().map(|ca| read("tls_ca_file", ca)).transpose()?;
